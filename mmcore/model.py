@@ -1,0 +1,117 @@
+"""MultimodalModel: one encoder per modality and one fusion, with drops and presence masks."""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Literal
+
+import torch
+from torch import Tensor, nn
+
+from mmcore.interfaces import Encoder, Fusion
+from mmcore.types import Batch, FusionOutput, ModelOutput
+
+DropLevel = Literal["feature", "input"]
+
+
+class MultimodalModel(nn.Module):
+    """Encoders + fusion. Balancers and supervisors that own modules register them in `extras`,
+    so the optimizer, `.to(device)`, DDP and checkpoints see them."""
+
+    def __init__(self, encoders: dict[str, Encoder], fusion: Fusion, modalities: Iterable[str]) -> None:
+        super().__init__()
+        self.modalities: tuple[str, ...] = tuple(modalities)
+        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
+        self.fusion = fusion
+        self.extras = nn.ModuleDict()  # modules owned by balancers / supervisors, by namespace
+
+    # -- the two halves --------------------------------------------------------------------
+    def encode(
+        self,
+        batch: Batch,
+        active: Iterable[str] | None = None,
+        drop: Iterable[str] = (),
+        drop_at: DropLevel = "feature",
+    ) -> dict[str, Tensor]:
+        """Features per modality. Inactive modalities are not encoded (zeros); input-level drops
+        run the encoder once on a zero input of batch size 1 and broadcast it."""
+        active_set = set(self.modalities if active is None else active)
+        dropped = set(drop)
+        features: dict[str, Tensor] = {}
+        for m in self.modalities:
+            x, mask = batch.inputs[m], batch.masks.get(m)
+            encoder = self.encoders[m]
+            if m not in active_set or (m in dropped and drop_at == "feature"):
+                features[m] = self._zeros_like_output(encoder, x)
+            elif m in dropped:  # input level: encoder(0), shared by every sample
+                one_mask = None if mask is None else torch.ones_like(mask[:1])
+                out = encoder(torch.zeros_like(x[:1]), one_mask)
+                features[m] = out.expand(x.shape[0], *out.shape[1:])
+            else:
+                features[m] = encoder(x, mask)
+        return features
+
+    def fuse(
+        self,
+        features: dict[str, Tensor],
+        present: Tensor,
+        masks: dict[str, Tensor] | None = None,
+        labels: Tensor | None = None,
+        probe: bool = False,
+    ) -> FusionOutput:
+        """Run the fusion with absent modalities' features zeroed (one mechanism for missing data,
+        feature drops, inactive modalities and resampling copies)."""
+        zeroed = {
+            m: features[m] * present[:, i].view(-1, *([1] * (features[m].dim() - 1))).to(features[m].dtype)
+            for i, m in enumerate(self.modalities)
+        }
+        return self.fusion(zeroed, present, masks=masks, labels=labels if not probe else None, probe=probe)
+
+    def forward(
+        self,
+        batch: Batch,
+        active: Iterable[str] | None = None,
+        drop: Iterable[str] = (),
+        drop_at: DropLevel = "feature",
+        labels: Tensor | None = None,
+    ) -> ModelOutput:
+        features = self.encode(batch, active=active, drop=drop, drop_at=drop_at)
+        present = self.presence(batch.present, active=active, drop=drop if drop_at == "feature" else ())
+        return ModelOutput(features, self.fuse(features, present, batch.masks, labels=labels), present)
+
+    # -- masks and parameter groups ----------------------------------------------------------
+    def presence(self, present: Tensor, active: Iterable[str] | None = None, drop: Iterable[str] = ()) -> Tensor:
+        """`present` AND the modalities that are active and not dropped, as bool [B, M]."""
+        keep = set(self.modalities if active is None else active) - set(drop)
+        column = torch.tensor([m in keep for m in self.modalities], device=present.device)
+        return present & column
+
+    def coalition_presence(self, present: Tensor, coalition: Iterable[str]) -> Tensor:
+        """Presence for a coalition: only its members stay (where the batch has them)."""
+        return self.presence(present, active=coalition)
+
+    @property
+    def heads(self) -> nn.ModuleDict | None:
+        return self.fusion.heads
+
+    def encoder_params(self, modality: str) -> list[nn.Parameter]:
+        return list(self.encoders[modality].parameters())
+
+    def modality_params(self, modality: str) -> list[nn.Parameter]:
+        """The encoder plus the fusion's per-modality parts, by module identity."""
+        seen: set[int] = set()
+        params: list[nn.Parameter] = []
+        for module in [self.encoders[modality], *self.fusion.modality_modules(modality)]:
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def named_modality_params(self) -> Iterator[tuple[str, list[nn.Parameter]]]:
+        for m in self.modalities:
+            yield m, self.modality_params(m)
+
+    @staticmethod
+    def _zeros_like_output(encoder: Encoder, x: Tensor) -> Tensor:
+        if encoder.sequence:
+            return x.new_zeros(x.shape[0], x.shape[1], encoder.out_dim)
+        return x.new_zeros(x.shape[0], encoder.out_dim)
