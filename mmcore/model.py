@@ -1,7 +1,7 @@
 """MultimodalModel: one encoder per modality and one fusion, with drops and presence masks."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Literal
+from typing import Callable, Iterable, Iterator, Literal
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,8 @@ class MultimodalModel(nn.Module):
         self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
         self.fusion = fusion
         self.extras = nn.ModuleDict()  # modules owned by balancers / supervisors, by namespace
+        # features -> features between encoders and fusion (feature-level corruption); set by the trainer
+        self.feature_transform: Callable[[dict[str, Tensor], Batch], dict[str, Tensor]] | None = None
 
     # -- the two halves --------------------------------------------------------------------
     def encode(
@@ -74,6 +76,8 @@ class MultimodalModel(nn.Module):
         labels: Tensor | None = None,
     ) -> ModelOutput:
         features = self.encode(batch, active=active, drop=drop, drop_at=drop_at)
+        if self.feature_transform is not None:
+            features = self.feature_transform(features, batch)
         present = self.presence(batch.present, active=active, drop=drop if drop_at == "feature" else ())
         return ModelOutput(features, self.fuse(features, present, batch.masks, labels=labels), present)
 

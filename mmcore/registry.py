@@ -32,6 +32,13 @@ class KindSpec:
     config_cls: type
     build: Callable[..., Any]
     distribution: str  # who registered it ("mmcore" for built-ins)
+    provides: frozenset[str] = frozenset()  # fusions: capabilities (see interfaces.CAPABILITIES)
+    requires: frozenset[str] = frozenset()  # balancers / supervisors: capabilities the fusion must provide
+    owns_step: bool | Callable[[Any], bool] = False  # balancers: owns the step (may depend on the config)
+    help: str = ""
+
+    def step_owner(self, config: Any) -> bool:
+        return self.owns_step(config) if callable(self.owns_step) else bool(self.owns_step)
 
 
 class ComponentRegistry:
@@ -48,29 +55,29 @@ class ComponentRegistry:
         self.current_distribution = "mmcore"
 
     # -- registration, one method per slot -------------------------------------------------
-    def dataset(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("dataset", kind, config_cls, build)
+    def dataset(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("dataset", kind, config_cls, build, **facts)
 
-    def encoder(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("encoder", kind, config_cls, build)
+    def encoder(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("encoder", kind, config_cls, build, **facts)
 
-    def fusion(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("fusion", kind, config_cls, build)
+    def fusion(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("fusion", kind, config_cls, build, **facts)
 
-    def valuator(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("valuator", kind, config_cls, build)
+    def valuator(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("valuator", kind, config_cls, build, **facts)
 
-    def balancer(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("balancer", kind, config_cls, build)
+    def balancer(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("balancer", kind, config_cls, build, **facts)
 
-    def attention_supervisor(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("attention_supervisor", kind, config_cls, build)
+    def attention_supervisor(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("attention_supervisor", kind, config_cls, build, **facts)
 
-    def optimizer(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("optimizer", kind, config_cls, build)
+    def optimizer(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("optimizer", kind, config_cls, build, **facts)
 
-    def scheduler(self, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
-        self.add("scheduler", kind, config_cls, build)
+    def scheduler(self, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        self.add("scheduler", kind, config_cls, build, **facts)
 
     def value_function(self, name: str, fn: ValueFunction) -> None:
         if name in self._value_functions:
@@ -81,7 +88,8 @@ class ComponentRegistry:
             return
         self._value_functions[name] = (fn, self.current_distribution)
 
-    def add(self, slot: str, kind: str, config_cls: type, build: Callable[..., Any]) -> None:
+    def add(self, slot: str, kind: str, config_cls: type, build: Callable[..., Any], **facts: Any) -> None:
+        """Register a kind. `facts` are KindSpec fields: provides=, requires=, owns_step=, help=."""
         if slot not in SLOTS:
             raise ValueError(f"unknown slot {slot!r}; slots: {', '.join(SLOTS)}")
         if not attrs.has(config_cls):
@@ -94,7 +102,8 @@ class ComponentRegistry:
                 f"keeping {other}'s"
             )
             return
-        self._kinds[key] = KindSpec(slot, kind, config_cls, build, self.current_distribution)
+        facts = {k: frozenset(v) if k in ("provides", "requires") else v for k, v in facts.items()}
+        self._kinds[key] = KindSpec(slot, kind, config_cls, build, self.current_distribution, **facts)
 
     # -- lookup ------------------------------------------------------------------------------
     def get(self, slot: str, kind: str) -> KindSpec:
@@ -141,5 +150,6 @@ class BuildContext:
     make_valuator: Callable[..., Any] | None = None  # make_valuator(kind="shapley", **config) -> Valuator
     seed: int = 0
     params: Any = None  # optimizer builds: the parameters (or groups) to optimise
+    optimizer: Any = None  # scheduler builds: the optimizer to schedule
     epochs: int = 1
     steps_per_epoch: int = 1

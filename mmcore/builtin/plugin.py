@@ -1,0 +1,13 @@
+"""mmcore's built-in kinds, registered through the same hook third-party plugins use."""
+from __future__ import annotations
+
+from mmcore import data, valuation
+from mmcore.builtin import attention, balancers, encoders, fusions, late, optim, resnet
+from mmcore.hookspecs import hookimpl
+from mmcore.registry import ComponentRegistry
+
+
+@hookimpl
+def mmcore_register_components(registry: ComponentRegistry) -> None:
+    for module in (data, encoders, resnet, fusions, late, attention, valuation, optim, balancers):
+        module.register(registry)

@@ -1,0 +1,156 @@
+"""What a run remembers: model selection, checkpoints, resume and the closing summary."""
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from mmcore.checkpoint import load_checkpoint, save_checkpoint
+from mmcore.control import plan_from_state, plan_to_state
+from mmcore.logging import write_json_atomic
+from mmcore.probe import linear_probe_accuracy
+
+if TYPE_CHECKING:
+    from mmcore.trainer import Trainer
+
+
+class RunState:
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        run = trainer.config.run
+        self.metric = run.select_metric or trainer.evaluator.primary
+        self.maximise = self.metric not in ("mae", "loss")  # every other metric is higher-is-better
+        self.best_value: float | None = None
+        self.best_epoch = -1
+        self.best_metrics: dict[str, float] = {}
+        self.train_seconds = 0.0
+        self._memory: dict[str, dict[str, Tensor]] = {}  # best weights when the run has no directory
+
+    # -- selection on validation only ---------------------------------------------------------
+    def observe(self, metrics: dict[str, float]) -> bool:
+        value = metrics[self.metric]
+        better = self.best_value is None or (value > self.best_value if self.maximise else value < self.best_value)
+        if better:
+            self.best_value, self.best_epoch, self.best_metrics = value, self.trainer.epoch, dict(metrics)
+        return better
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def directory(self, tag: str) -> Path | None:
+        run_dir = self.trainer.run_dir
+        return None if run_dir is None else run_dir / "checkpoints" / tag
+
+    def save(self, tag: str) -> None:
+        t = self.trainer
+        t.check_finite()  # never checkpoint a diverged model
+        weights = {k: v.detach() for k, v in t.model.state_dict().items()}
+        path = self.directory(tag)
+        if path is None:
+            if tag == "best":
+                self._memory[tag] = {k: v.clone() for k, v in weights.items()}
+            return
+        state = self.training_state()
+        t.hook.mmcore_save_checkpoint(trainer=t, checkpoint=state["plugins"])
+        save_checkpoint(path, weights, state, t.config_toml)
+
+    def weights(self, tag: str) -> dict[str, Tensor]:
+        if tag in self._memory:
+            return self._memory[tag]
+        path = self.directory(tag)
+        if path is None:
+            raise KeyError(f"no {tag!r} weights: the run has no directory and kept none in memory")
+        return load_checkpoint(path, device=self.trainer.device).model_state
+
+    def training_state(self) -> dict[str, Any]:
+        t = self.trainer
+        return {
+            "trainer": {
+                "epoch": t.epoch, "step": t.step, "frozen": sorted(t.frozen),
+                "best_value": self.best_value, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics,
+                "train_seconds": self.train_seconds, "step_times": list(t.step_times),
+            },
+            "optimizer": t.optimizer.state_dict(),
+            "scheduler": t.scheduler.state_dict() if t.scheduler is not None else None,
+            "scaler": t.scaler.state_dict() if t.scaler is not None else None,
+            "generators": t.generators.state_dict(),
+            "plan": plan_to_state(t.plan),
+            "loader": t.loader_state,
+            "balancers": [b.state_dict() for b in t.balancers],
+            "supervisors": [getattr(s, "state_dict", dict)() for s in t.supervisors],
+            "valuators": {n: getattr(v, "state_dict", dict)() for n, v in t.valuators.all().items()},
+            "plugins": {},
+        }
+
+    def resume(self) -> None:
+        """Continue from checkpoints/last exactly where the interrupted run was."""
+        t = self.trainer
+        checkpoint = load_checkpoint(self.directory("last"), device=t.device)
+        t.model.load_state_dict(checkpoint.model_state)
+        s = checkpoint.state
+        counters = s["trainer"]
+        t.epoch, t.step, t.step_times = counters["epoch"], counters["step"], list(counters["step_times"])
+        for m in counters["frozen"]:
+            t.set_frozen(m, True)
+        self.best_value, self.best_epoch = counters["best_value"], counters["best_epoch"]
+        self.best_metrics, self.train_seconds = counters["best_metrics"], counters["train_seconds"]
+        t.optimizer.load_state_dict(s["optimizer"])
+        if t.scheduler is not None:
+            t.scheduler.load_state_dict(s["scheduler"])
+        if t.scaler is not None:
+            t.scaler.load_state_dict(s["scaler"])
+        t.generators.load_state_dict(s["generators"])
+        t.plan, t.loader_state = plan_from_state(s["plan"]), s["loader"]
+        for b, state in zip(t.balancers, s["balancers"]):
+            b.load_state_dict(state)
+        for sup, state in zip(t.supervisors, s["supervisors"]):
+            getattr(sup, "load_state_dict", lambda _: None)(state)
+        for name, v in t.valuators.all().items():
+            getattr(v, "load_state_dict", lambda _: None)(s["valuators"].get(name, {}))
+        t.hook.mmcore_load_checkpoint(trainer=t, checkpoint=s["plugins"])
+
+    # -- the end of a run ----------------------------------------------------------------------
+    def finish(self, train_seconds: float) -> dict[str, Any]:
+        """Test once with the best-on-validation weights (and once with the last), probes, summary."""
+        t, ev = self.trainer, self.trainer.evaluator
+        last = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+        test_last = ev.evaluate("test")
+        t.model.load_state_dict(self.weights("best"))
+        val, test = ev.evaluate("val", values=True), ev.evaluate("test", values=True)
+        if t.config.run.probe:
+            self._add_probes(val, test)
+        t.model.load_state_dict(last)
+        steps = t.step_times
+        summary = {
+            "best_epoch": self.best_epoch,
+            "selected_on": f"val/{self.metric}",
+            "val": val, "test": test, "test_last": test_last,
+            "timing": {"train_s": train_seconds, "step_ms_median": 1000 * statistics.median(steps) if steps else None},
+            "versions": versions(),
+        }
+        ev.log(test, "test")
+        if t.run_dir is not None:
+            write_json_atomic(t.run_dir / "summary.json", summary)
+        t.hook.mmcore_train_end(trainer=t, summary=summary)
+        return summary
+
+    def _add_probes(self, val: dict[str, float], test: dict[str, float]) -> None:
+        """probe_acc/<m>: a linear probe on the best weights' frozen train features of m."""
+        t, ev = self.trainer, self.trainer.evaluator
+        train_x, train_y = ev.features("train")
+        for split, metrics in (("val", val), ("test", test)):
+            x, y = ev.features(split)
+            for m in t.model.modalities:
+                metrics[f"probe_acc/{m}"] = linear_probe_accuracy(
+                    train_x[m], train_y, x[m], y, t.ctx.num_outputs, t.task, seed=t.config.run.seed
+                )
+
+
+def versions() -> dict[str, str]:
+    import mmcore
+
+    return {"mmcore": mmcore.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
+            "platform": platform.platform()}

@@ -1,0 +1,326 @@
+"""Shapley values of modalities: exact enumeration and Monte-Carlo permutation sampling.
+
+`shapley` is the shared math (M-SAM, PaSE, AGM and the valuation plugin all build on it; never copy
+it). `value_modalities` values a batch by probing the fusion on cached encoder features — one head
+pass per coalition, no encoder pass — in eval mode under `no_grad`. The `shapley` valuator kind
+wraps it for the step; the trainer reuses `value_modalities` on validation batches.
+
+Both estimators are linear in the coalition values: φ = W·v, with W[m, S] the weight coalition S's
+value gets in modality m's Shapley value. So every shape of value (scalar, [B], [B, C]) and autograd
+come for free from one tensordot.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from functools import lru_cache
+from itertools import combinations
+from typing import Any, Callable, Iterator, Sequence
+
+import attrs
+import torch
+from attrs import field
+from attrs.validators import ge, in_, instance_of
+from torch import Tensor, nn
+
+from mmcore.errors import ConfigError
+from mmcore.registry import BuildContext, ComponentRegistry
+from mmcore.types import Batch, ModalityValues, StepState
+from mmcore.value_functions import VALUE_FUNCTIONS, ValueFunction
+
+Coalition = tuple[str, ...]
+EMPTY_MODES = ("zero", "evaluate")
+METHODS = ("exact", "permutation", "auto")
+EXACT_UP_TO = 4  # "auto": 2^M − 1 head passes are cheaper than sampling up to here (specs §1.1)
+
+
+# -- weights: which coalitions to evaluate and how each enters every φ_m ---------------------------
+def _bits(mask: int, num_players: int) -> tuple[int, ...]:
+    return tuple(i for i in range(num_players) if mask >> i & 1)
+
+
+@lru_cache(maxsize=32)
+def _exact_weights(num_players: int, include_empty: bool) -> tuple[tuple[tuple[int, ...], ...], Tensor]:
+    """All coalitions (by size) and W[m, S] = w(|S|−1) if m ∈ S else −w(|S|), w(s) = s!(M−s−1)!/M!.
+    Without the empty coalition its column is dropped: v(∅) = 0 contributes nothing."""
+    first_size = 0 if include_empty else 1
+    members = [c for size in range(first_size, num_players + 1) for c in combinations(range(num_players), size)]
+    total = math.factorial(num_players)
+    weights = torch.zeros(num_players, len(members), dtype=torch.float64)
+    for column, coalition in enumerate(members):
+        size = len(coalition)
+        for m in range(num_players):
+            if m in coalition:
+                weights[m, column] = math.factorial(size - 1) * math.factorial(num_players - size) / total
+            else:
+                weights[m, column] = -math.factorial(size) * math.factorial(num_players - size - 1) / total
+    return tuple(members), weights
+
+
+def _permutation_weights(
+    num_players: int, samples: int, generator: torch.Generator | None, include_empty: bool
+) -> tuple[tuple[tuple[int, ...], ...], Tensor]:
+    """Coalitions met along `samples` random orderings and W = the averaged marginal contributions.
+    Each ordering telescopes to v(all) − v(∅), so the estimate is efficient by construction."""
+    device = generator.device if generator is not None else "cpu"
+    orders = torch.rand(samples, num_players, generator=generator, device=device).argsort(1).tolist()
+    counts: dict[tuple[int, int], int] = {}
+    for order in orders:  # host-side loop over orderings, not over samples of the batch
+        before = 0
+        for m in order:
+            after = before | (1 << m)
+            counts[(m, after)] = counts.get((m, after), 0) + 1
+            if before or include_empty:
+                counts[(m, before)] = counts.get((m, before), 0) - 1
+            before = after
+    masks = sorted({mask for _, mask in counts}, key=lambda k: (k.bit_count(), _bits(k, num_players)))
+    column = {mask: j for j, mask in enumerate(masks)}
+    weights = torch.zeros(num_players, len(masks), dtype=torch.float64)
+    for (m, mask), count in counts.items():
+        weights[m, column[mask]] = count / samples
+    return tuple(_bits(k, num_players) for k in masks), weights
+
+
+def resolve_method(method: str, num_modalities: int) -> str:
+    """"auto" = exact enumeration for M ≤ 4, permutation sampling beyond."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        return "exact" if num_modalities <= EXACT_UP_TO else "permutation"
+    return method
+
+
+# -- the Shapley value ----------------------------------------------------------------------------
+def shapley(
+    value_of: Callable[[Coalition], Any],
+    modalities: Sequence[str],
+    empty: str = "zero",
+    method: str = "exact",
+    samples: int = 64,
+    generator: torch.Generator | None = None,
+) -> ModalityValues:
+    """Shapley values of `modalities` for the coalition game `value_of`.
+
+    `value_of(coalition)` gets a tuple of modality names in `modalities` order and returns a scalar,
+    [B] or [B, C] tensor; it is called once per distinct coalition (results are cached in
+    `coalitions`). Nothing is detached: the values are differentiable where `value_of` is.
+    `empty="zero"` sets v(∅) = 0 without calling `value_of(())`; `"evaluate"` calls it.
+    `method="exact"` enumerates all coalitions; `"permutation"` averages marginal contributions over
+    `samples` random orderings drawn from `generator` (pass one for reproducible draws; None uses
+    torch's global generator); `"auto"` picks exact for M ≤ 4.
+    Returns values [M] for scalar values, [B, M] for [B], [M, B, C] for [B, C].
+    """
+    names = tuple(modalities)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"modalities must be non-empty and distinct, got {names}")
+    if empty not in EMPTY_MODES:
+        raise ValueError(f"empty must be one of {EMPTY_MODES}, got {empty!r}")
+    method = resolve_method(method, len(names))
+    if method == "exact":
+        members, weights = _exact_weights(len(names), empty == "evaluate")
+    else:
+        if samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
+        members, weights = _permutation_weights(len(names), samples, generator, empty == "evaluate")
+    coalitions: dict[Coalition, Tensor] = {}
+    for indices in members:
+        coalition = tuple(names[i] for i in indices)
+        value = value_of(coalition)
+        coalitions[coalition] = value if isinstance(value, Tensor) else torch.as_tensor(value)
+    return ModalityValues(_combine(weights, list(coalitions.values()), cached=method == "exact"), names, coalitions)
+
+
+@lru_cache(maxsize=64)
+def _placed(weights: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+    # Exact weights are fixed per M: copy them to the device once, not once per step.
+    return weights.to(device=device, dtype=dtype)
+
+
+def _combine(weights: Tensor, values: list[Tensor], cached: bool) -> Tensor:
+    stacked = torch.stack(values)  # [K, *value shape]
+    if not stacked.is_floating_point():
+        stacked = stacked.float()
+    if stacked.dim() > 3:
+        raise ValueError(f"value_of must return a scalar, [B] or [B, C] tensor, got shape {tuple(stacked.shape[1:])}")
+    placed = _placed if cached else Tensor.to
+    phi = torch.tensordot(placed(weights, stacked.device, stacked.dtype), stacked, dims=1)
+    return phi.transpose(0, 1) if phi.dim() == 2 else phi  # [M, B] -> [B, M]; [M] and [M, B, C] stay
+
+
+# -- valuing a model's modalities -----------------------------------------------------------------
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode for `module` and all its submodules; afterwards every submodule gets back its own
+    previous flag (a mixed train/eval tree stays mixed, which `module.train(flag)` would not)."""
+    flags = [(sub, sub.training) for sub in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for sub, flag in flags:
+            sub.training = flag
+
+
+def _per_sample_or_batch(value: Tensor, per: str) -> Tensor:
+    # Only per-sample scores are averaged; [B, C] attributions (logits) keep their samples.
+    return value.mean(0) if per == "batch" and value.dim() == 1 else value
+
+
+def _check_per(per: str) -> None:
+    if per not in ("batch", "sample"):
+        raise ValueError(f"per must be 'batch' or 'sample', got {per!r}")
+
+
+def value_modalities(
+    model: Any,
+    features: dict[str, Tensor],
+    present: Tensor,
+    masks: dict[str, Tensor] | None,
+    labels: Tensor,
+    value_fn: ValueFunction,
+    task_loss: Callable[..., Tensor],
+    per: str = "batch",
+    empty: str = "zero",
+    method: str = "exact",
+    samples: int = 64,
+    generator: torch.Generator | None = None,
+) -> ModalityValues:
+    """Shapley values of `model.modalities` from head-only probes on cached `features`.
+
+    Each coalition runs `model.fuse(features, coalition presence, masks, probe=True)` under
+    `no_grad` with the fusion in eval mode (flags restored exactly), on detached features, so no
+    encoder runs and nothing the step trains is touched. `present` is the presence the batch's
+    forward saw (batch mask AND drops). `per="batch"` averages per-sample values over the batch
+    (values [M]); `"sample"` keeps them ([B, M]); a [B, C] value function (logits) gives [M, B, C].
+    """
+    _check_per(per)
+    cached = {m: f.detach() for m, f in features.items()}
+
+    def value_of(coalition: Coalition) -> Tensor:
+        probe = model.fuse(cached, model.coalition_presence(present, coalition), masks, probe=True)
+        value = value_fn(probe.logits, labels, coalition=coalition, task_loss=task_loss)
+        return _per_sample_or_batch(value, per)
+
+    with torch.no_grad(), eval_mode(model.fusion):
+        return shapley(value_of, model.modalities, empty=empty, method=method, samples=samples, generator=generator)
+
+
+def naive_value_modalities(
+    model: Any,
+    batch: Batch,
+    value_fn: ValueFunction,
+    task_loss: Callable[..., Tensor],
+    per: str = "batch",
+    empty: str = "zero",
+    method: str = "exact",
+    samples: int = 64,
+    generator: torch.Generator | None = None,
+    drop_at: str = "feature",
+) -> ModalityValues:
+    """The same valuation, but re-running the whole model (encoders included) for every coalition
+    via `model(batch, drop=<the others>, drop_at=drop_at)`, in eval mode under `no_grad`.
+
+    Only the baseline for benchmarks/valuation_overhead.py: it costs an encoder pass per coalition,
+    which `value_modalities` avoids. With the model in eval mode both give the same values.
+    """
+    _check_per(per)
+
+    def value_of(coalition: Coalition) -> Tensor:
+        dropped = [m for m in model.modalities if m not in coalition]
+        output = model(batch, drop=dropped, drop_at=drop_at)
+        value = value_fn(output.logits, batch.label, coalition=coalition, task_loss=task_loss)
+        return _per_sample_or_batch(value, per)
+
+    with torch.no_grad(), eval_mode(model):
+        return shapley(value_of, model.modalities, empty=empty, method=method, samples=samples, generator=generator)
+
+
+# -- the `shapley` valuator kind ------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class ShapleyValuatorConfig:
+    value: str = field(
+        default="accuracy",
+        validator=instance_of(str),
+        metadata={"help": "value function: accuracy | true_class_prob | neg_loss | logits, or one a plugin registers"},
+    )
+    per: str = field(
+        default="batch",
+        validator=in_(("batch", "sample")),
+        metadata={"help": "batch: values [M] (mean over samples); sample: values [B, M]"},
+    )
+    empty: str = field(
+        default="zero",
+        validator=in_(EMPTY_MODES),
+        metadata={"help": "zero: v(empty coalition) = 0, never evaluated; evaluate: run the head with nothing present"},
+    )
+    method: str = field(
+        default="auto",
+        validator=in_(METHODS),
+        metadata={"help": "exact (2^M - 1 head passes), permutation (Monte-Carlo), auto (exact for M <= 4)"},
+    )
+    samples: int = field(
+        default=64, validator=[instance_of(int), ge(1)], metadata={"help": "random orderings per step (permutation)"}
+    )
+    seed: int = field(
+        default=0, validator=instance_of(int), metadata={"help": "seed of the valuator's generator (permutation)"}
+    )
+
+
+class ShapleyValuator:
+    """Values the modalities once per step from pass 0's cached features (head passes only)."""
+
+    def __init__(self, config: ShapleyValuatorConfig, value_fn: ValueFunction, modalities: Sequence[str]) -> None:
+        self.config = config
+        self.value_fn = value_fn
+        self.method = resolve_method(config.method, len(modalities))
+        # Owned and checkpointed, so a resumed run draws the same orderings.
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def value(self, state: StepState) -> ModalityValues:
+        if state.output is None:
+            raise RuntimeError("the shapley valuator needs the step's forward output (state.output)")
+        cfg = self.config
+        return value_modalities(
+            state.model,
+            state.output.features,
+            state.output.present,
+            state.batch.masks,
+            state.batch.label,
+            self.value_fn,
+            state.task_loss,
+            per=cfg.per,
+            empty=cfg.empty,
+            method=self.method,
+            samples=cfg.samples,
+            generator=self.generator,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def lookup_value_function(name: str, registry: ComponentRegistry | None) -> ValueFunction:
+    """A registered value function by name (the built-ins when no registry is at hand)."""
+    known = registry.value_functions() if registry is not None else sorted(VALUE_FUNCTIONS)
+    if name not in known:
+        raise ConfigError(f"unknown value function {name!r}; registered: {', '.join(known)}")
+    return registry.value_function_named(name) if registry is not None else VALUE_FUNCTIONS[name]
+
+
+def build_shapley_valuator(config: ShapleyValuatorConfig, ctx: BuildContext) -> ShapleyValuator:
+    return ShapleyValuator(config, lookup_value_function(config.value, ctx.registry), ctx.modalities)
+
+
+def register(registry: ComponentRegistry) -> None:
+    for name, fn in VALUE_FUNCTIONS.items():
+        registry.value_function(name, fn)
+    registry.valuator(
+        "shapley",
+        ShapleyValuatorConfig,
+        build_shapley_valuator,
+        help="Shapley values of the modalities from head-only probes on cached features",
+    )
+
