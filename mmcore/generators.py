@@ -34,11 +34,11 @@ class Generators:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state["generators"].items():
             g = torch.Generator(device=self.device)
-            g.set_state(value)
+            g.set_state(value.cpu())  # generator states are CPU byte tensors whatever the device
             self._generators[key] = g
-        torch.set_rng_state(state["torch"])
+        torch.set_rng_state(state["torch"].cpu())
         if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["cuda"])
+            torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
 def _cuda_state() -> dict[str, Any]:

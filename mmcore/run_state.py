@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import time
 import statistics
 import sys
 from pathlib import Path
@@ -28,8 +29,15 @@ class RunState:
         self.best_value: float | None = None
         self.best_epoch = -1
         self.best_metrics: dict[str, float] = {}
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # training time of earlier sessions of this run (resume)
+        self._clock: float | None = None
         self._memory: dict[str, dict[str, Tensor]] = {}  # best weights when the run has no directory
+
+    def start_clock(self) -> None:
+        self._clock = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.train_seconds + (time.perf_counter() - self._clock if self._clock is not None else 0.0)
 
     # -- selection on validation only ---------------------------------------------------------
     def observe(self, metrics: dict[str, float]) -> bool:
@@ -71,7 +79,7 @@ class RunState:
             "trainer": {
                 "epoch": t.epoch, "step": t.step, "frozen": sorted(t.frozen),
                 "best_value": self.best_value, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics,
-                "train_seconds": self.train_seconds, "step_times": list(t.step_times),
+                "train_seconds": self.elapsed(), "step_times": list(t.step_times),
             },
             "optimizer": t.optimizer.state_dict(),
             "scheduler": t.scheduler.state_dict() if t.scheduler is not None else None,
@@ -113,9 +121,10 @@ class RunState:
         t.hook.mmcore_load_checkpoint(trainer=t, checkpoint=s["plugins"])
 
     # -- the end of a run ----------------------------------------------------------------------
-    def finish(self, train_seconds: float) -> dict[str, Any]:
+    def finish(self) -> dict[str, Any]:
         """Test once with the best-on-validation weights (and once with the last), probes, summary."""
         t, ev = self.trainer, self.trainer.evaluator
+        train_seconds = self.elapsed()
         last = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
         test_last = ev.evaluate("test")
         t.model.load_state_dict(self.weights("best"))

@@ -93,7 +93,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         self.hook.mmcore_train_start(trainer=self)
-        started = time.perf_counter()
+        self.state.start_clock()
         while self.epoch < self.config.run.epochs:
             self.train_epoch()
             metrics = self.evaluator.evaluate("val", values=self.config.run.value_every_epoch)
@@ -105,8 +105,7 @@ class Trainer:
             self.hook.mmcore_epoch_end(trainer=self, epoch=self.epoch, metrics=metrics)
             self.epoch, self.loader_state = self.epoch + 1, None
             self.state.save("last")
-        train_s = self.state.train_seconds + time.perf_counter() - started
-        return self.state.finish(train_s)
+        return self.state.finish()
 
     def train_epoch(self) -> None:
         if self.loader_state is None:  # a fresh epoch; a resumed one has already planned

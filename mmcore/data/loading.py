@@ -1,6 +1,7 @@
 """Split datasets held as tensors, epoch plans, collation into `Batch`, and resumable loaders."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -9,6 +10,9 @@ from torch.utils.data import Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from mmcore.types import Batch
+
+# torchdata 0.11 calls a deprecated torch API on every iterator; the warning is not ours to act on
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
 
 Sample = dict[str, Any]
 PlanEntry = tuple[int, "Sequence[str] | None", "Mapping[str, Tensor] | None"]
