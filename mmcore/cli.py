@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -11,13 +12,30 @@ from typing import Any, Sequence
 from mmcore.errors import ConfigError, MMCoreError, UsageError
 
 
+def _rate(text: str) -> float:
+    """A corruption rate in [0, 1]; argparse turns the ValueError into a usage error (exit 2)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {text})")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
+    # `-p` works before or after the command (`mmcore -p mod run c.toml`, `mmcore run c.toml -p mod`):
+    # the subcommands' copy has its own dest, because a subparser's default would overwrite the main one.
+    plugin_option = argparse.ArgumentParser(add_help=False)
+    plugin_option.add_argument("-p", dest="sub_modules", action="append", default=[], metavar="MODULE",
+                               help="register an importable module as a plugin (repeatable)")
     parser = argparse.ArgumentParser(prog="mmcore", description="Balanced and robust multimodal learning.")
     parser.add_argument("-p", dest="modules", action="append", default=[], metavar="MODULE",
                         help="register an importable module as a plugin (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_commands(sub, [plugin_option])
+    return parser
 
-    run = sub.add_parser("run", help="train and test one config")
+
+def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", parents=parents, help="train and test one config")
     run.add_argument("config", type=Path)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--out", type=Path, help="run directory (default runs/<run.name>)")
@@ -26,31 +44,32 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    validate = sub.add_parser("validate", help="check a config without training")
+    validate = sub.add_parser("validate", parents=parents, help="check a config without training")
     validate.add_argument("config", type=Path)
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    ev = sub.add_parser("eval", help="evaluate a finished run's checkpoint, optionally corrupted")
+    ev = sub.add_parser("eval", parents=parents, help="evaluate a finished run's checkpoint, optionally corrupted")
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    ev.add_argument("--missing-rate", type=float, default=0.0)
-    ev.add_argument("--noise-rate", type=float, default=0.0)
+    ev.add_argument("--missing-rate", type=_rate, default=0.0, help="fraction of samples missing modalities")
+    ev.add_argument("--noise-rate", type=_rate, default=0.0, help="noise mixing rate r in (1 - r) u + r noise")
     ev.add_argument("--noise", default="gaussian", choices=("gaussian", "laplace", "erasing", "mixed"))
     ev.add_argument("--level", default="feature", choices=("input", "feature"))
     ev.add_argument("--seed", type=int, default=0, help="corruption seed")
     ev.add_argument("--name", help="result file name under eval/ (default from the options)")
 
-    plugins = sub.add_parser("plugins", help="list installed plugins as JSON")
+    plugins = sub.add_parser("plugins", parents=parents, help="list installed plugins as JSON")
     plugins.add_argument("--all", action="store_true", help="include mmcore's built-ins")
+    plugins.add_argument("--hook", help="only plugins that implement this hook")
 
-    kinds = sub.add_parser("kinds", help="list kinds with their config fields, defaults and help")
-    kinds.add_argument("slot", nargs="?")
-    return parser
+    kinds = sub.add_parser("kinds", parents=parents, help="list kinds with their config fields, defaults and help")
+    kinds.add_argument("slot", nargs="?", help="one slot (balancer, fusion, ...); default: all")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.modules = [*args.modules, *args.sub_modules]
     try:
         return COMMANDS[args.command](args)
     except MMCoreError as error:
@@ -62,13 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _host(args: argparse.Namespace, warn: bool = True) -> Any:
+def _host(args: argparse.Namespace) -> Any:
     from mmcore.plugins import PluginHost
 
     host = PluginHost(modules=args.modules)
-    if warn:
-        for line in host.problems():
-            print(f"warning: {line}", file=sys.stderr)
+    # A module the user named with -p and that cannot be imported is a usage error, not a warning.
+    unimportable = [f for f in host.failures if f.stage == "import" and f.distribution in args.modules]
+    if unimportable:
+        raise UsageError("\n".join(f"-p {f.distribution}: {f.error}" for f in unimportable))
+    for line in host.problems():  # the rest of the plugins keep working: warn and go on
+        print(f"warning: {line}", file=sys.stderr)
     return host
 
 
@@ -76,7 +98,7 @@ def _load(args: argparse.Namespace, host: Any) -> Any:
     from mmcore.config import load_config
 
     config = load_config(args.config, host.registry, overrides=args.overrides)
-    problems = [p for found in host.hook.mmcore_validate_config(config=config) if found for p in found]
+    problems = host.validate_config(config)
     if problems:
         raise ConfigError(problems)
     return config
@@ -97,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     host = _host(args)
     config = _load(args, host)
     run_dir = args.out or Path("runs") / config.run.name
-    _prepare_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 owns the run directory
+        _prepare_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite)
     trainer = Trainer(config, host.registry, run_dir=run_dir, hook=host.hook,
                       progress=not args.no_progress, resume=args.resume)
     try:
@@ -110,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"{run_dir} is a file, not a run directory")
     if resume:
         if not (run_dir / "checkpoints" / "last").exists() and not (run_dir / "checkpoints" / "last.old").exists():
             raise UsageError(f"{run_dir}: no checkpoint to resume from (checkpoints/last is missing)")
@@ -117,6 +142,9 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise UsageError(f"{run_dir} already exists; pass --resume to continue it or --overwrite to replace it")
+        # --overwrite deletes a whole tree: only ever one that a run wrote (`--out ~` must not wipe a home)
+        if not (run_dir / "config.toml").is_file():
+            raise UsageError(f"{run_dir} is not a run directory (no config.toml); refusing to overwrite it")
         shutil.rmtree(run_dir)
 
 
@@ -131,7 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     host = _host(args)
-    print(json.dumps(host.plugins_info(include_builtin=args.all), indent=2))
+    print(json.dumps(host.plugins_info(include_builtin=args.all, hook=args.hook), indent=2))
     return 0
 
 

@@ -1,31 +1,48 @@
 """`mmcore kinds`: every kind with its config fields, defaults and help, from attrs metadata."""
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
+from mmcore.errors import UsageError
 from mmcore.interfaces import CAPABILITIES
 from mmcore.registry import SLOTS, ComponentRegistry, KindSpec
 
+#: Slots whose kinds provide or require capabilities; their listing ends with the vocabulary.
+_CAPABILITY_SLOTS = ("fusion", "balancer", "attention_supervisor")
+
 
 def describe_kinds(registry: ComponentRegistry, slot: str | None = None) -> str:
-    if slot is not None and slot not in SLOTS:
-        from mmcore.errors import UsageError
-
-        raise UsageError(f"unknown slot {slot!r}; slots: {', '.join(SLOTS)}")
+    """The text `mmcore kinds [SLOT]` prints. SLOT may also be spelt as its config table
+    (`balancers`, `encoders`, `attention_supervisors`, `data`)."""
+    slot = _slot_named(slot)
     lines: list[str] = []
     for s in [slot] if slot else SLOTS:
         specs = list(registry.specs(s))
-        if not specs:
+        if not specs and slot is None:
             continue
         lines.append(f"[{s}]")
-        for spec in specs:
-            lines.extend(_describe(spec))
+        lines.extend(line for spec in specs for line in _describe(spec))
+        if not specs:
+            lines.append("  (no kinds installed)")
+        if s == "valuator":
+            lines.append(f"  value functions (the `value` of a valuator): {', '.join(registry.value_functions())}")
         lines.append("")
-    if slot in (None, "fusion", "balancer", "attention_supervisor"):
+    if slot in (None, *_CAPABILITY_SLOTS):
         lines.append("capabilities (fusions provide them; balancers and supervisors require them):")
         lines.extend(f"  {name}: {text}" for name, text in CAPABILITIES.items())
         lines.append("  every model can drop modalities at input or feature level and honours per-sample `present` masks")
     return "\n".join(lines).rstrip()
+
+
+def _slot_named(name: str | None) -> str | None:
+    if name is None or name in SLOTS:
+        return name
+    aliases = {"data": "dataset", **{f"{s}s": s for s in SLOTS}}
+    if name in aliases:
+        return aliases[name]
+    raise UsageError(f"unknown slot {name!r}; slots: {', '.join(SLOTS)}")
 
 
 def _describe(spec: KindSpec) -> list[str]:
@@ -35,16 +52,35 @@ def _describe(spec: KindSpec) -> list[str]:
     if spec.requires:
         facts.append(f"requires {', '.join(sorted(spec.requires))}")
     if spec.owns_step:
-        facts.append("owns the step" if not callable(spec.owns_step) else "may own the step")
+        facts.append("may own the step (depends on its config)" if callable(spec.owns_step) else "owns the step")
     head = f"  {spec.kind}  ({spec.distribution})"
     if spec.help:
         head += f"  {spec.help}"
     lines = [head] + ([f"      {'; '.join(facts)}"] if facts else [])
     for field in attrs.fields(spec.config_cls):
-        default = field.default
-        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            default = default.factory()
-        shown = "(required)" if default is attrs.NOTHING else f"= {default!r}"
-        type_name = getattr(field.type, "__name__", None) or str(field.type)
-        lines.append(f"      {field.name}: {type_name} {shown}  {field.metadata.get('help', '')}".rstrip())
+        shown = _default_text(field)
+        lines.append(f"      {field.name}: {_type_name(field.type)} {shown}  {field.metadata.get('help', '')}".rstrip())
     return lines
+
+
+def _default_text(field: attrs.Attribute) -> str:
+    default = field.default
+    if default is attrs.NOTHING:
+        return "(required)"
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        if default.takes_self:  # computed from the other fields: nothing to show without an instance
+            return "= (computed)"
+        default = default.factory()
+    return f"= {default!r}"
+
+
+def _type_name(annotation: Any) -> str:
+    """`float`, `tuple[int, ...]`, `int | None`: the annotation as written (a string under
+    `from __future__ import annotations`); generic aliases keep their arguments."""
+    if annotation is None:
+        return "any"
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")

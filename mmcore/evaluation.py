@@ -44,7 +44,9 @@ class Evaluator:
             dataset = PlannedDataset(dataset, self.trainer.model.modalities, plan)
         data = self.trainer.config.data
         seed = self.trainer.generators.derive(f"train-order/epoch{epoch}")
-        return make_loader(dataset, data.batch_size, shuffle=True, seed=seed, num_workers=data.num_workers)
+        dist = self.trainer.dist
+        return make_loader(dataset, data.batch_size, shuffle=True, seed=seed, num_workers=data.num_workers,
+                           rank=dist.rank, world_size=dist.world_size)
 
     def eval_loader(self, dataset: Dataset[Any], batch_size: int | None = None) -> Any:
         data = self.trainer.config.data

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from mmcore import distributed
 from mmcore.checkpoint import load_checkpoint, save_checkpoint
 from mmcore.control import plan_from_state, plan_to_state
 from mmcore.logging import write_json_atomic
@@ -58,12 +59,14 @@ class RunState:
         weights = {k: v.detach() for k, v in t.model.state_dict().items()}
         path = self.directory(tag)
         if path is None:
-            if tag == "best":
+            if tag == "best":  # no directory: keep the best weights in memory for the final test
                 self._memory[tag] = {k: v.clone() for k, v in weights.items()}
             return
-        state = self.training_state()
-        t.hook.mmcore_save_checkpoint(trainer=t, checkpoint=state["plugins"])
-        save_checkpoint(path, weights, state, t.config_toml)
+        if t.dist.is_main:  # rank 0 writes; the barrier keeps the others from reading a half-written one
+            state = self.training_state()
+            t.hook.mmcore_save_checkpoint(trainer=t, checkpoint=state["plugins"])
+            save_checkpoint(path, weights, state, t.config_toml)
+        distributed.barrier(t.dist)
 
     def weights(self, tag: str) -> dict[str, Tensor]:
         if tag in self._memory:
@@ -141,7 +144,7 @@ class RunState:
             "versions": versions(),
         }
         ev.log(test, "test")
-        if t.run_dir is not None:
+        if t.run_dir is not None and t.dist.is_main:
             write_json_atomic(t.run_dir / "summary.json", summary)
         t.hook.mmcore_train_end(trainer=t, summary=summary)
         return summary

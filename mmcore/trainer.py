@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import torch
 
-from mmcore import build
+from mmcore import build, distributed
 from mmcore.config import dump_config
 from mmcore.control import PlanEntry, TrainControl
 from mmcore.errors import ConfigError, NonFiniteLossError
@@ -33,9 +33,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.show_progress = progress
         run = config.run
-        self.device = build.resolve_device(run.device)
+        self.dist = distributed.init_from_env()
+        self.device = distributed.device_for(self.dist, build.resolve_device(run.device))
         torch.manual_seed(run.seed)  # model init and dropout draw from the global generator, which we checkpoint
-        self.generators = Generators(run.seed, device=self.device)
+        self.generators = Generators(run.seed, rank=self.dist.rank, device=self.device)
         self.epoch, self.step, self.plan, self.loader_state = 0, 0, None, None
         self.frozen: set[str] = set()
         self.control = TrainControl(self)
@@ -47,7 +48,7 @@ class Trainer:
         self.config_toml = dump_config(config)
         if resume:
             self.state.resume()
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.dist.is_main:  # rank 0 alone writes the run directory
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(self.config_toml)
             self.evaluator.logger = RunLogger(self.run_dir, resume_step=self.step if resume else None)
@@ -74,7 +75,8 @@ class Trainer:
         self.owner = next((b for b in self.balancers if b.owns_step), None)
         self.modulators = [b for b in self.balancers if not b.owns_step]
         self.labels_in_fusion = "labels_in_fusion" in type(self.model.fusion).provides
-        self.steps_per_epoch = max(1, len(self.data.splits["train"]) // (config.data.batch_size * config.run.grad_accum))
+        global_batch = config.data.batch_size * config.run.grad_accum * self.dist.world_size
+        self.steps_per_epoch = max(1, len(self.data.splits["train"]) // global_batch)
         self.ctx.steps_per_epoch = self.steps_per_epoch
         self.optimizer, self.scheduler = build.build_optimizer(config, registry, self.ctx, self.model)
         self.scaler = torch.amp.GradScaler(self.device.type) if config.run.precision == "16-mixed" else None
@@ -160,6 +162,7 @@ class Trainer:
             return state
 
         def finish() -> None:  # once per step, on the gradient the update will use
+            distributed.all_reduce_gradients(self.model, self.dist)  # no-op on one rank
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
             for b in self.modulators:
@@ -174,6 +177,7 @@ class Trainer:
                 self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+            distributed.broadcast_buffers(self.model, self.dist)
 
         if self.owner is not None:
             self.owner.step(closure, finish, state)
@@ -239,6 +243,7 @@ class Trainer:
     def restore_weights(self, tag: str) -> None:
         self.model.load_state_dict(self.state.weights(tag))
 
-    @contextlib.contextmanager
-    def no_sync(self) -> Iterator[None]:
-        yield  # single process: nothing to skip (DDP wraps this in distributed.py)
+    def no_sync(self) -> contextlib.AbstractContextManager[Any]:
+        """Gradients are averaged once, in `finish`, so backward passes never synchronise: a step
+        owner's first pass is already per-rank (m-sharpness)."""
+        return contextlib.nullcontext()

@@ -140,12 +140,20 @@ class ShuffleSampler(Sampler[int]):
     uninterrupted run leaves it: later epochs continue identically.
     """
 
-    def __init__(self, size: int, generator: torch.Generator) -> None:
+    def __init__(self, size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> None:
         self.size = size
         self.generator = generator
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.world_size if self.world_size > 1 else self.size
+
+    def shard(self, order: list[int]) -> list[int]:
+        """Under DDP each rank takes every world_size-th position of the one shared order, with the
+        tail dropped so every rank runs the same number of steps."""
+        if self.world_size == 1:
+            return order
+        return order[: len(self) * self.world_size][self.rank :: self.world_size]
 
     def __iter__(self) -> _ShuffleIterator:
         return _ShuffleIterator(self)
@@ -160,7 +168,7 @@ class _ShuffleIterator(Iterator[int]):
 
     def _draw(self) -> list[int]:
         self.drawn_from = self.sampler.generator.get_state()
-        self.order = torch.randperm(self.sampler.size, generator=self.sampler.generator).tolist()
+        self.order = self.sampler.shard(torch.randperm(self.sampler.size, generator=self.sampler.generator).tolist())
         return self.order
 
     def __iter__(self) -> _ShuffleIterator:
@@ -196,10 +204,13 @@ def make_loader(
     seed: int,
     num_workers: int = 0,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> StatefulDataLoader:
     """A StatefulDataLoader over `collate`d batches whose order depends only on `seed` (not on
     `num_workers`), and whose state_dict / load_state_dict resume mid-epoch and across epochs."""
-    sampler = ShuffleSampler(len(dataset), torch.Generator().manual_seed(seed)) if shuffle else None  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(seed)  # the same on every rank: one order, sharded
+    sampler = ShuffleSampler(len(dataset), generator, rank, world_size) if shuffle else None  # type: ignore[arg-type]
     worker_generator = torch.Generator().manual_seed(seed + _WORKER_SEED_SALT)
     return StatefulDataLoader(
         dataset,
