@@ -20,7 +20,7 @@ def _rate(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(host: Any = None) -> argparse.ArgumentParser:
     # `-p` works before or after the command (`mmcore -p mod run c.toml`, `mmcore run c.toml -p mod`):
     # the subcommands' copy has its own dest, because a subparser's default would overwrite the main one.
     plugin_option = argparse.ArgumentParser(add_help=False)
@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="register an importable module as a plugin (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_commands(sub, [plugin_option])
+    if host is not None:  # plugins' own commands: each sets `handler(args, host) -> exit code`
+        host.hook.mmcore_add_commands(subparsers=sub, parents=[plugin_option])
     return parser
 
 
@@ -67,11 +69,20 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     kinds.add_argument("slot", nargs="?", help="one slot (balancer, fusion, ...); default: all")
 
 
+def _plugin_modules(argv: Sequence[str]) -> list[str]:
+    """The `-p` modules, wherever they stand, read before the full parser exists (plugins add commands)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-p", dest="modules", action="append", default=[])
+    return pre.parse_known_args(list(argv))[0].modules
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    args.modules = [*args.modules, *args.sub_modules]
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return COMMANDS[args.command](args)
+        host = _host(_plugin_modules(argv))
+        args = _parser(host).parse_args(argv)
+        handler = COMMANDS.get(args.command) or args.handler
+        return handler(args, host)
     except MMCoreError as error:
         for line in str(error).splitlines() or [type(error).__name__]:
             print(f"error: {line}", file=sys.stderr)
@@ -81,12 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _host(args: argparse.Namespace) -> Any:
+def _host(modules: list[str]) -> Any:
     from mmcore.plugins import PluginHost
 
-    host = PluginHost(modules=args.modules)
+    host = PluginHost(modules=modules)
     # A module the user named with -p and that cannot be imported is a usage error, not a warning.
-    unimportable = [f for f in host.failures if f.stage == "import" and f.distribution in args.modules]
+    unimportable = [f for f in host.failures if f.stage == "import" and f.distribution in modules]
     if unimportable:
         raise UsageError("\n".join(f"-p {f.distribution}: {f.error}" for f in unimportable))
     for line in host.problems():  # the rest of the plugins keep working: warn and go on
@@ -104,19 +115,18 @@ def _load(args: argparse.Namespace, host: Any) -> Any:
     return config
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    host = _host(args)
+def cmd_validate(args: argparse.Namespace, host: Any) -> int:
     config = _load(args, host)
     balancers = ", ".join(c.kind for c in config.balancers) or "none"
-    print(f"{args.config}: valid ({len(config.data.modalities)} modalities, fusion {config.fusion.kind}, balancers {balancers})")
+    modalities = len(config.data.modalities)
+    print(f"{args.config}: valid ({modalities} modalities, fusion {config.fusion.kind}, balancers {balancers})")
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, host: Any) -> int:
     from mmcore.logging import summary_table
     from mmcore.trainer import Trainer
 
-    host = _host(args)
     config = _load(args, host)
     run_dir = args.out or Path("runs") / config.run.name
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 owns the run directory
@@ -148,25 +158,22 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(run_dir)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def cmd_eval(args: argparse.Namespace, host: Any) -> int:
     from mmcore.evaluate_run import evaluate_run
 
-    host = _host(args)
     result = evaluate_run(args, host)
     print(json.dumps(result, indent=2))
     return 0
 
 
-def cmd_plugins(args: argparse.Namespace) -> int:
-    host = _host(args)
+def cmd_plugins(args: argparse.Namespace, host: Any) -> int:
     print(json.dumps(host.plugins_info(include_builtin=args.all, hook=args.hook), indent=2))
     return 0
 
 
-def cmd_kinds(args: argparse.Namespace) -> int:
+def cmd_kinds(args: argparse.Namespace, host: Any) -> int:
     from mmcore.describe import describe_kinds
 
-    host = _host(args)
     print(describe_kinds(host.registry, args.slot))
     return 0
 

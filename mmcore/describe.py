@@ -11,6 +11,7 @@ from mmcore.registry import SLOTS, ComponentRegistry, KindSpec
 
 #: Slots whose kinds provide or require capabilities; their listing ends with the vocabulary.
 _CAPABILITY_SLOTS = ("fusion", "balancer", "attention_supervisor")
+_EVERY_MODEL = "every model can drop modalities at input or feature level and honours per-sample `present` masks"
 
 
 def describe_kinds(registry: ComponentRegistry, slot: str | None = None) -> str:
@@ -32,7 +33,7 @@ def describe_kinds(registry: ComponentRegistry, slot: str | None = None) -> str:
     if slot in (None, *_CAPABILITY_SLOTS):
         lines.append("capabilities (fusions provide them; balancers and supervisors require them):")
         lines.extend(f"  {name}: {text}" for name, text in CAPABILITIES.items())
-        lines.append("  every model can drop modalities at input or feature level and honours per-sample `present` masks")
+        lines.append(f"  {_EVERY_MODEL}")
     return "\n".join(lines).rstrip()
 
 

@@ -55,18 +55,22 @@ class Evaluator:
 
     @contextlib.contextmanager
     def feature_corruption(self, config: CorruptionConfig | None) -> Iterator[None]:
-        """Feature-level noise (SAM-LML Eq. 35) between encoders and fusion, for every pass."""
+        """Feature-level noise (SAM-LML Eq. 35) between encoders and fusion, for every pass.
+
+        Always sets the transform (None for a clean split) and restores the enclosing one, so a
+        validation pass inside a training epoch neither inherits nor removes the train corruption."""
         model = self.trainer.model
+        enclosing = model.feature_transform
         if config is None or config.level != "feature" or config.noise_rate == 0:
-            yield
-            return
-        model.feature_transform = lambda feats, batch: corrupt_features(
-            feats, batch.index, config, model.modalities, masks=batch.masks
-        )
+            model.feature_transform = None
+        else:
+            model.feature_transform = lambda feats, batch: corrupt_features(
+                feats, batch.index, config, model.modalities, masks=batch.masks
+            )
         try:
             yield
         finally:
-            model.feature_transform = None
+            model.feature_transform = enclosing
 
     # -- evaluation passes ----------------------------------------------------------------
     @contextlib.contextmanager

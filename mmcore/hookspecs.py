@@ -80,3 +80,13 @@ def mmcore_load_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None
 @hookspec
 def mmcore_train_end(trainer: Trainer, summary: dict[str, Any]) -> None:
     """Called once after the test split is evaluated, with the summary written to summary.json."""
+
+
+@hookspec
+def mmcore_add_commands(subparsers: Any, parents: list[Any]) -> None:
+    """Called once when the `mmcore` command line is built, to add a plugin's own subcommands.
+
+    ``parser = subparsers.add_parser("robustness", parents=parents, help="...")`` (pass `parents` so
+    `-p` works after the command), add arguments, then ``parser.set_defaults(handler=fn)`` where
+    ``fn(args, host) -> int`` returns the exit code; raise an `mmcore.errors` error for user errors.
+    """

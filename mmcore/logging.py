@@ -26,7 +26,7 @@ FUSED_METRIC_ORDER = (
     "acc", "macro_f1", "mae", "corr", "acc2_has0", "acc2_non0",
     "f1_has0", "f1_non0", "acc5", "acc7", "loss",
 )
-PER_MODALITY_PREFIXES = ("acc", "probe_acc", "value")
+PER_MODALITY_PREFIXES = ("acc", "mae", "probe_acc", "probe_mae", "value")
 
 
 class RunLogger:

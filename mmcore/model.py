@@ -10,6 +10,7 @@ from mmcore.interfaces import Encoder, Fusion
 from mmcore.types import Batch, FusionOutput, ModelOutput
 
 DropLevel = Literal["feature", "input"]
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class MultimodalModel(nn.Module):
@@ -44,9 +45,7 @@ class MultimodalModel(nn.Module):
             if m not in active_set or (m in dropped and drop_at == "feature"):
                 features[m] = self._zeros_like_output(encoder, x)
             elif m in dropped:  # input level: encoder(0), shared by every sample
-                one_mask = None if mask is None else torch.ones_like(mask[:1])
-                out = encoder(torch.zeros_like(x[:1]), one_mask)
-                features[m] = out.expand(x.shape[0], *out.shape[1:])
+                features[m] = self._encode_zeros(encoder, x, mask)
             else:
                 features[m] = encoder(x, mask)
         return features
@@ -113,6 +112,22 @@ class MultimodalModel(nn.Module):
     def named_modality_params(self) -> Iterator[tuple[str, list[nn.Parameter]]]:
         for m in self.modalities:
             yield m, self.modality_params(m)
+
+    @staticmethod
+    def _encode_zeros(encoder: Encoder, x: Tensor, mask: Tensor | None) -> Tensor:
+        """encoder(0) once at batch size 1, broadcast to the batch. Its BatchNorm layers run in eval
+        mode: the zero input is no sample of the batch, so it must neither update the running
+        statistics nor need batch statistics (a batch of one has none)."""
+        norms = [n for n in encoder.modules() if isinstance(n, _BATCH_NORMS) and n.training]
+        one_mask = None if mask is None else torch.ones_like(mask[:1])
+        for n in norms:
+            n.eval()
+        try:
+            out = encoder(torch.zeros_like(x[:1]), one_mask)
+        finally:
+            for n in norms:
+                n.train()
+        return out.expand(x.shape[0], *out.shape[1:])
 
     @staticmethod
     def _zeros_like_output(encoder: Encoder, x: Tensor) -> Tensor:

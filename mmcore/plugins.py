@@ -31,7 +31,7 @@ _SPEC_NAMES = frozenset(name for name in vars(hookspecs) if name.startswith(HOOK
 class PluginFailure:
     distribution: str  # or the module name, for `-p` modules
     error: str
-    stage: str = "load"  # import | register | hooks | kinds | load_only
+    stage: str  # import | register | hooks | kinds | load_only
 
     def __str__(self) -> str:
         return f"plugin {self.distribution} failed: {self.error}"
@@ -83,7 +83,8 @@ class PluginHost:
         return self.pm.hook
 
     def _fail(self, distribution: str, stage: str, error: str) -> None:
-        self.failures.append(PluginFailure(distribution, error, stage))
+        one_line = "; ".join(part.strip() for part in error.splitlines() if part.strip())  # one warning line each
+        self.failures.append(PluginFailure(distribution, one_line, stage))
 
     # -- loading -----------------------------------------------------------------------------
     def _add_module(self, module: str | ModuleType | object) -> None:

@@ -1,6 +1,7 @@
 """What a run remembers: model selection, checkpoints, resume and the closing summary."""
 from __future__ import annotations
 
+import math
 import platform
 import time
 import statistics
@@ -14,6 +15,7 @@ from torch import Tensor
 from mmcore import distributed
 from mmcore.checkpoint import load_checkpoint, save_checkpoint
 from mmcore.control import plan_from_state, plan_to_state
+from mmcore.errors import ConfigError, NonFiniteLossError
 from mmcore.logging import write_json_atomic
 from mmcore.probe import linear_probe_accuracy
 
@@ -26,7 +28,8 @@ class RunState:
         self.trainer = trainer
         run = trainer.config.run
         self.metric = run.select_metric or trainer.evaluator.primary
-        self.maximise = self.metric not in ("mae", "loss")  # every other metric is higher-is-better
+        # lower is better for errors and losses, per modality too (mae/<m>); every other metric is higher-is-better
+        self.maximise = self.metric.split("/")[0] not in ("mae", "loss", "probe_mae")
         self.best_value: float | None = None
         self.best_epoch = -1
         self.best_metrics: dict[str, float] = {}
@@ -42,8 +45,16 @@ class RunState:
 
     # -- selection on validation only ---------------------------------------------------------
     def observe(self, metrics: dict[str, float]) -> bool:
-        value = metrics[self.metric]
-        better = self.best_value is None or (value > self.best_value if self.maximise else value < self.best_value)
+        if self.metric not in metrics:
+            raise ConfigError(f"$.run.select_metric: {self.metric!r} is not a validation metric; "
+                              f"available: {', '.join(sorted(metrics))}")
+        value, best = metrics[self.metric], self.best_value
+        if best is None or math.isnan(best):  # a nan best (e.g. corr of constant outputs) never blocks a real one
+            better = True
+        elif math.isnan(value):
+            better = False
+        else:
+            better = value > best if self.maximise else value < best
         if better:
             self.best_value, self.best_epoch, self.best_metrics = value, self.trainer.epoch, dict(metrics)
         return better
@@ -55,7 +66,8 @@ class RunState:
 
     def save(self, tag: str) -> None:
         t = self.trainer
-        t.check_finite()  # never checkpoint a diverged model
+        t.check_finite()  # never checkpoint a diverged model: no non-finite loss so far ...
+        self._check_finite_parameters()  # ... and no inf/nan update since the last loss was seen
         weights = {k: v.detach() for k, v in t.model.state_dict().items()}
         path = self.directory(tag)
         if path is None:
@@ -67,6 +79,13 @@ class RunState:
             t.hook.mmcore_save_checkpoint(trainer=t, checkpoint=state["plugins"])
             save_checkpoint(path, weights, state, t.config_toml)
         distributed.barrier(t.dist)
+
+    def _check_finite_parameters(self) -> None:
+        t = self.trainer
+        finite = torch.stack([torch.isfinite(p).all() for p in t.model.parameters()]).all()
+        if not bool(finite):  # one host sync per checkpoint
+            raise NonFiniteLossError(f"non-finite parameters at epoch {t.epoch}, step {t.step} (an inf or nan "
+                                     "gradient reached the optimizer); the last good checkpoint is kept")
 
     def weights(self, tag: str) -> dict[str, Tensor]:
         if tag in self._memory:
@@ -150,13 +169,15 @@ class RunState:
         return summary
 
     def _add_probes(self, val: dict[str, float], test: dict[str, float]) -> None:
-        """probe_acc/<m>: a linear probe on the best weights' frozen train features of m."""
+        """probe_acc/<m>: a linear probe on the best weights' frozen train features of m. A
+        regression probe is scored by MAE (lower is better), so it is named probe_mae/<m>."""
         t, ev = self.trainer, self.trainer.evaluator
+        name = "probe_mae" if t.task == "regression" else "probe_acc"
         train_x, train_y = ev.features("train")
         for split, metrics in (("val", val), ("test", test)):
             x, y = ev.features(split)
             for m in t.model.modalities:
-                metrics[f"probe_acc/{m}"] = linear_probe_accuracy(
+                metrics[f"{name}/{m}"] = linear_probe_accuracy(
                     train_x[m], train_y, x[m], y, t.ctx.num_outputs, t.task, seed=t.config.run.seed
                 )
 

@@ -11,7 +11,7 @@ import torch
 from mmcore import build, distributed
 from mmcore.config import dump_config
 from mmcore.control import PlanEntry, TrainControl
-from mmcore.errors import ConfigError, NonFiniteLossError
+from mmcore.errors import ConfigError, NonFiniteLossError, PluginError
 from mmcore.evaluation import Evaluator
 from mmcore.generators import Generators
 from mmcore.logging import RunLogger
@@ -75,11 +75,19 @@ class Trainer:
         self.owner = next((b for b in self.balancers if b.owns_step), None)
         self.modulators = [b for b in self.balancers if not b.owns_step]
         self.labels_in_fusion = "labels_in_fusion" in type(self.model.fusion).provides
-        global_batch = config.data.batch_size * config.run.grad_accum * self.dist.world_size
-        self.steps_per_epoch = max(1, len(self.data.splits["train"]) // global_batch)
+        self.steps_per_epoch = self._count_steps(len(self.data.splits["train"]))
         self.ctx.steps_per_epoch = self.steps_per_epoch
         self.optimizer, self.scheduler = build.build_optimizer(config, registry, self.ctx, self.model)
         self.scaler = torch.amp.GradScaler(self.device.type) if config.run.precision == "16-mixed" else None
+
+    def _count_steps(self, rows: int) -> int:
+        """Optimizer steps in an epoch of `rows` training rows, as train_epoch takes them: each
+        rank's shard in batches (a short last batch included), k batches per step (a short tail
+        of micro-batches still steps), so schedulers reach their end exactly at the last step."""
+        world = self.dist.world_size
+        shard = rows // world if world > 1 else rows  # ShuffleSampler drops the uneven tail across ranks
+        batches = -(-shard // self.config.data.batch_size)
+        return max(1, -(-batches // self.config.run.grad_accum))
 
     def _check_capabilities(self) -> None:
         provides = type(self.model.fusion).provides
@@ -87,6 +95,11 @@ class Trainer:
             f"{type(c).__name__} requires {sorted(c.requires - provides)}, which fusion {self.config.fusion.kind!r} does not provide"
             for c in [*self.balancers, *self.supervisors] if not set(getattr(c, "requires", ())) <= provides
         ]
+        for i, (b, table) in enumerate(zip(self.balancers, self.config.balancers)):
+            spec = self.registry.get("balancer", table.kind)
+            if bool(b.owns_step) != spec.step_owner(table.config):  # validation trusted the registration
+                raise PluginError(spec.distribution, f"$.balancers[{i}]: {table.kind!r} registered owns_step="
+                                  f"{spec.step_owner(table.config)} but its balancer says {bool(b.owns_step)}")
         if sum(1 for b in self.balancers if b.owns_step) > 1:
             problems.append("$.balancers: more than one balancer owns the step")
         if problems:
@@ -120,7 +133,7 @@ class Trainer:
         self.model.train()
         k = self.config.run.grad_accum
         micro: list[Batch] = []
-        last_log = time.perf_counter()
+        last_log = (time.perf_counter(), self.step)  # timing restarts each epoch: validation is not a step
         with self.evaluator.feature_corruption(self.evaluator.corruption("train")):
             for batch in self.evaluator.progress(loader, self.epoch):
                 micro.append(batch.to(self.device, non_blocking=True))
@@ -132,14 +145,15 @@ class Trainer:
             if micro:  # a short tail still trains, with the accumulation scaled to its size
                 self._after_step(self.train_step(micro), loader, last_log)
 
-    def _after_step(self, state: StepState, loader: Any, last_log: float) -> float:
+    def _after_step(self, state: StepState, loader: Any, last_log: tuple[float, int]) -> tuple[float, int]:
         self.step += 1
         run = self.config.run
         if self.step % run.log_every_steps == 0:
             self.evaluator.log_train(state)  # the one host sync of the step interval
             now = time.perf_counter()
-            self.step_times.append((now - last_log) / run.log_every_steps)
-            last_log = now
+            since, first_step = last_log
+            self.step_times.append((now - since) / (self.step - first_step))  # steps timed, not log_every_steps
+            last_log = (now, self.step)
         if run.checkpoint_every_steps and self.step % run.checkpoint_every_steps == 0:
             self.loader_state = loader.state_dict()
             self.state.save("last")
@@ -156,9 +170,12 @@ class Trainer:
         def closure() -> StepState:  # pass 0; a step owner may call it again
             state.pass_index = next(passes)
             self.optimizer.zero_grad(set_to_none=True)
+            rows = sum(batch.size for batch in micro_batches)  # shapes only: no host sync
             for batch in micro_batches:
                 state.batch = batch
-                self._forward_backward(state, scale=1.0 / len(micro_batches))
+                # each micro-batch weighs by its rows: the gradient of the mean loss over the step's
+                # samples, as one big batch gives, even when the last batch of an epoch is short
+                self._forward_backward(state, scale=batch.size / rows)
             return state
 
         def finish() -> None:  # once per step, on the gradient the update will use

@@ -101,7 +101,8 @@ class ModalityValues:
         v = self.values if self.values.dim() == 1 else self.values.mean(0)
         v = v.clamp_min(0)
         total = v.sum()
-        return v / total if total > 0 else torch.full_like(v, 1.0 / v.numel())
+        uniform = torch.full_like(v, 1.0 / v.numel())
+        return torch.where(total > 0, v / total.clamp_min(torch.finfo(v.dtype).tiny), uniform)  # no host sync
 
 
 @define

@@ -1,9 +1,11 @@
 """Shapley values of modalities: exact enumeration and Monte-Carlo permutation sampling.
 
 `shapley` is the shared math (M-SAM, PaSE, AGM and the valuation plugin all build on it; never copy
-it). `value_modalities` values a batch by probing the fusion on cached encoder features — one head
-pass per coalition, no encoder pass — in eval mode under `no_grad`. The `shapley` valuator kind
-wraps it for the step; the trainer reuses `value_modalities` on validation batches.
+it). `value_modalities` values a batch by probing the fusion on cached encoder features — head
+passes only, no encoder pass — in eval mode under `no_grad`; by default all coalitions share one
+fuse call on the batch stacked once per coalition, so a step pays the per-call overhead once, not
+2^M − 1 times. The `shapley` valuator kind wraps it for the step; the trainer reuses
+`value_modalities` on validation batches.
 
 Both estimators are linear in the coalition values: φ = W·v, with W[m, S] the weight coalition S's
 value gets in modality m's Shapley value. So every shape of value (scalar, [B], [B, C]) and autograd
@@ -152,7 +154,7 @@ def _check_names(modalities: Sequence[str]) -> tuple[str, ...]:
 @lru_cache(maxsize=64)
 def _placed(weights: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
     # Exact weights are fixed per M: copy them to the device once, not once per step.
-    return weights.to(device=device, dtype=dtype)
+    return _upload(weights.to(dtype), device)
 
 
 def _combine(plan: CoalitionPlan, stacked: Tensor) -> Tensor:
@@ -161,12 +163,11 @@ def _combine(plan: CoalitionPlan, stacked: Tensor) -> Tensor:
         stacked = stacked.float()
     if stacked.dim() > 3:
         raise ValueError(f"value_of must return a scalar, [B] or [B, C] tensor, got shape {tuple(stacked.shape[1:])}")
-    if plan.fixed:
-        weights = _placed(plan.weights, stacked.device, stacked.dtype)
-    else:
-        weights = _upload(plan.weights.to(stacked.dtype), stacked.device)
-    phi = torch.tensordot(weights, stacked, dims=1)
-    return phi.transpose(0, 1) if phi.dim() == 2 else phi  # [M, B] -> [B, M]; [M] and [M, B, C] stay
+    weights = (_placed if plan.fixed else _placed.__wrapped__)(plan.weights, stacked.device, stacked.dtype)
+    if stacked.dim() == 3:  # [K, B, C] -> [M, B, C]
+        return (weights @ stacked.flatten(1)).view(-1, *stacked.shape[1:])
+    phi = weights @ stacked  # [M] or [M, B]
+    return phi.transpose(0, 1) if phi.dim() == 2 else phi  # [M, B] -> [B, M]
 
 
 # -- valuing a model's modalities -----------------------------------------------------------------
@@ -234,9 +235,8 @@ def value_modalities(
         return ModalityValues(_combine(plan, values), names, coalitions)
 
 
-def _value_each_coalition(model: Any, cached: dict[str, Tensor], present: Tensor, masks: dict[str, Tensor] | None,
-                          labels: Tensor, value_fn: ValueFunction, task_loss: Callable[..., Tensor], per: str,
-                          **shapley_options: Any) -> ModalityValues:
+def _value_each_coalition(model: Any, cached: dict[str, Tensor], present: Tensor, masks: Any, labels: Tensor,
+                          value_fn: ValueFunction, task_loss: Any, per: str, **shapley_options: Any) -> ModalityValues:
     """The reference path: one `model.fuse` probe per coalition."""
 
     def value_of(coalition: Coalition) -> Tensor:
@@ -259,7 +259,7 @@ def _coalition_values(model: Any, names: tuple[str, ...], plan: CoalitionPlan, f
     """Per-sample values [K, B] (or [K, B, C]) of the plan's K coalitions from one fuse call on the
     batch stacked K times, copy k with presence = `present` AND coalition k."""
     count, batch = len(plan.members), present.shape[0]
-    table = _presence_table(plan.members, len(names), present.device, plan.fixed)  # bool [K, M]
+    table = (_presence_table if plan.fixed else _presence_table.__wrapped__)(plan.members, len(names), present.device)
     stacked_present = (present.unsqueeze(0) & table.unsqueeze(1)).flatten(0, 1)
     stacked = {m: _repeat_rows(f, count) for m, f in features.items()}
     stacked_masks = None if masks is None else {m: _repeat_rows(t, count) for m, t in masks.items()}
@@ -275,29 +275,20 @@ def _coalition_values(model: Any, names: tuple[str, ...], plan: CoalitionPlan, f
 
 
 def _repeat_rows(t: Tensor, copies: int) -> Tensor:
-    return t.repeat(copies, *([1] * (t.dim() - 1)))
+    # [N, ...] -> [copies * N, ...]; expand + one copy is cheaper than Tensor.repeat
+    return t.expand(copies, *t.shape).flatten(0, 1)
 
 
 def _coalition_names(names: tuple[str, ...], members: tuple[tuple[int, ...], ...]) -> list[Coalition]:
     return [tuple(names[i] for i in indices) for indices in members]
 
 
-def _presence_table(members: tuple[tuple[int, ...], ...], num_players: int, device: torch.device,
-                    fixed: bool) -> Tensor:
-    """bool [K, M]: row k marks coalition k's members. Exact plans repeat every step, so their
-    table is built and uploaded once per device; sampled plans upload theirs without a sync."""
-    if fixed:
-        return _fixed_presence_table(members, num_players, device)
-    return _upload(_host_presence_table(members, num_players), device)
-
-
 @lru_cache(maxsize=64)
-def _fixed_presence_table(members: tuple[tuple[int, ...], ...], num_players: int, device: torch.device) -> Tensor:
-    return _host_presence_table(members, num_players).to(device)
-
-
-def _host_presence_table(members: tuple[tuple[int, ...], ...], num_players: int) -> Tensor:
-    return torch.tensor([[i in indices for i in range(num_players)] for indices in members], dtype=torch.bool)
+def _presence_table(members: tuple[tuple[int, ...], ...], num_players: int, device: torch.device) -> Tensor:
+    """bool [K, M]: row k marks coalition k's members. Cached for exact plans, which repeat every
+    step; sampled plans call `_presence_table.__wrapped__` and upload theirs without a sync."""
+    rows = [[i in indices for i in range(num_players)] for indices in members]
+    return _upload(torch.tensor(rows, dtype=torch.bool), device)
 
 
 def _upload(host: Tensor, device: torch.device) -> Tensor:
@@ -367,9 +358,8 @@ class ShapleyValuatorConfig:
         default=0, validator=instance_of(int), metadata={"help": "seed of the valuator's generator (permutation)"}
     )
     batch_coalitions: bool = field(
-        default=True,
-        validator=instance_of(bool),
-        metadata={"help": "one fuse call on the batch stacked per coalition (needs a row-wise fusion); false: one per coalition"},
+        default=True, validator=instance_of(bool),
+        metadata={"help": "one fuse call for all coalitions (fusion rows independent in eval mode); false: one per coalition"},
     )
 
 
@@ -386,21 +376,11 @@ class ShapleyValuator:
     def value(self, state: StepState) -> ModalityValues:
         if state.output is None:
             raise RuntimeError("the shapley valuator needs the step's forward output (state.output)")
-        cfg = self.config
+        cfg, output = self.config, state.output
         return value_modalities(
-            state.model,
-            state.output.features,
-            state.output.present,
-            state.batch.masks,
-            state.batch.label,
-            self.value_fn,
-            state.task_loss,
-            per=cfg.per,
-            empty=cfg.empty,
-            method=self.method,
-            samples=cfg.samples,
-            generator=self.generator,
-            batch_coalitions=cfg.batch_coalitions,
+            state.model, output.features, output.present, state.batch.masks, state.batch.label, self.value_fn,
+            state.task_loss, per=cfg.per, empty=cfg.empty, method=self.method, samples=cfg.samples,
+            generator=self.generator, batch_coalitions=cfg.batch_coalitions,
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -425,10 +405,6 @@ def build_shapley_valuator(config: ShapleyValuatorConfig, ctx: BuildContext) -> 
 def register(registry: ComponentRegistry) -> None:
     for name, fn in VALUE_FUNCTIONS.items():
         registry.value_function(name, fn)
-    registry.valuator(
-        "shapley",
-        ShapleyValuatorConfig,
-        build_shapley_valuator,
-        help="Shapley values of the modalities from head-only probes on cached features",
-    )
+    registry.valuator("shapley", ShapleyValuatorConfig, build_shapley_valuator,
+                      help="Shapley values of the modalities from head-only probes on cached features")
 

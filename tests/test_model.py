@@ -142,3 +142,28 @@ def test_concat_has_no_heads_and_its_modality_groups_are_the_encoders():
     assert model.heads is None
     for m in model.modalities:
         assert _ids(model.modality_params(m)) == _ids(model.encoders[m].parameters())
+
+
+def test_input_drop_runs_batchnorm_in_eval_mode_and_leaves_its_statistics():
+    """A zero input at batch size 1 has no batch statistics and is no sample of the batch: in
+    training mode the model runs it with BatchNorm in eval mode, trains through it, and restores
+    the flags; the running statistics move only with the real modality's batch."""
+    config = toy_config()
+    for table in config["encoders"].values():
+        table["batchnorm"] = True
+    trainer = make_trainer(config)
+    model = trainer.model
+    batch = next(iter(trainer.evaluator.eval_loader(trainer.data.splits["val"])))
+    norm_a = model.encoders["a"].layers[1]
+    stats = (norm_a.running_mean.clone(), norm_a.running_var.clone(), int(norm_a.num_batches_tracked))
+    model.train()
+    features = model.encode(batch, drop=["a"], drop_at="input")
+    assert norm_a.training and model.encoders["a"].training
+    assert torch.equal(norm_a.running_mean, stats[0]) and torch.equal(norm_a.running_var, stats[1])
+    assert int(norm_a.num_batches_tracked) == stats[2]
+    model.encoders["a"].eval()
+    with torch.no_grad():
+        reference = model.encoders["a"](torch.zeros(1, *batch.inputs["a"].shape[1:]))
+    torch.testing.assert_close(features["a"], reference.expand(batch.size, -1), rtol=0, atol=0)
+    features["a"].sum().backward()
+    assert model.encoders["a"].layers[0].bias.grad.abs().sum() > 0  # autograd runs through encoder(0)

@@ -285,11 +285,10 @@ def test_valuator_probes_only_the_head_and_leaves_the_model_untouched():
         part.calls = 0
     valuator = build_shapley_valuator(ShapleyValuatorConfig(per="sample"), BuildContext(modalities=model.modalities))
     result = valuator.value(state)
-    assert model.fusion.calls == 7 and all(e.calls == 0 for e in model.encoders.values())
-    evaluated = build_shapley_valuator(
-        ShapleyValuatorConfig(value="true_class_prob", per="sample", empty="evaluate"), BuildContext(modalities=model.modalities)
-    ).value(state)
-    assert model.fusion.calls == 7 + 8 and all(e.calls == 0 for e in model.encoders.values())
+    assert model.fusion.calls == 1 and all(e.calls == 0 for e in model.encoders.values())  # 7 coalitions, one call
+    one_per_coalition = ShapleyValuatorConfig(value="true_class_prob", per="sample", empty="evaluate", batch_coalitions=False)
+    evaluated = build_shapley_valuator(one_per_coalition, BuildContext(modalities=model.modalities)).value(state)
+    assert model.fusion.calls == 1 + 8 and all(e.calls == 0 for e in model.encoders.values())
     after, flags_after = snapshot(model)
     assert flags_after == flags
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
@@ -365,3 +364,66 @@ def test_permutation_valuator_resumes_its_draws():
     again = resumed.value(state)
     assert second.coalitions.keys() == again.coalitions.keys()
     torch.testing.assert_close(second.values, again.values, rtol=0, atol=0)
+
+
+# -- one fuse call for every coalition ------------------------------------------------------------
+def assert_same_valuation(batched, one_per_coalition, exact=False):
+    """Equal up to float32 rounding: a GEMM may round a row differently depending on where it falls
+    in the kernel's row tiles, so stacking can move a logit by an ulp. 0/1 scores match exactly."""
+    assert batched.coalitions.keys() == one_per_coalition.coalitions.keys()
+    pairs = [(batched.values, one_per_coalition.values)]
+    pairs += [(batched.coalitions[c], one_per_coalition.coalitions[c]) for c in one_per_coalition.coalitions]
+    for got, expected in pairs:
+        if exact:
+            assert torch.equal(got, expected)
+        else:
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def toy_features(fusion_kind, num_modalities=3, seed=0):
+    """A toy trainer's model (3 modalities; ragged sequences for attention) after one forward in
+    train mode, as pass 0 leaves it, with one sample missing a modality."""
+    from mmcore.testing.toy import make_trainer, toy_config
+
+    names = NAMES[:num_modalities]
+    sequence = 5 if fusion_kind == "cross_attention" else 0
+    data = {"ragged": True, "batch_size": 12} if sequence else {"batch_size": 12}
+    trainer = make_trainer(toy_config(names, sequence=sequence, fusion={"kind": fusion_kind}, data=data, run={"seed": seed}))
+    batch = next(iter(trainer.evaluator.train_loader(0, None)))
+    batch = batch.replace(present=batch.present.clone().index_put_((torch.tensor([0]), torch.tensor([1])), torch.tensor(False)))
+    trainer.model.train()
+    output = trainer.model(batch)
+    return trainer, batch, output
+
+
+@pytest.mark.parametrize("fusion_kind", ["concat", "sum", "film", "gated", "late", "cross_attention"])
+def test_batched_coalitions_equal_one_probe_per_coalition(fusion_kind):
+    trainer, batch, output = toy_features(fusion_kind)
+    model = trainer.model
+    before, flags = snapshot(model)
+    for value_fn in [accuracy, true_class_prob, neg_loss, logits, size_times_correct]:
+        for per, empty in [("batch", "zero"), ("sample", "evaluate")]:
+            results = [
+                value_modalities(model, output.features, output.present, batch.masks, batch.label, value_fn,
+                                 trainer.task_loss, per=per, empty=empty, batch_coalitions=batched)
+                for batched in (True, False)
+            ]
+            assert_same_valuation(*results, exact=value_fn in (accuracy, size_times_correct))
+    after, flags_after = snapshot(model)
+    assert flags_after == flags and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_batched_permutation_sampling_evaluates_the_union_of_sampled_coalitions():
+    model, data = make_model(5, seed=3)
+    state = make_state(model, data)
+    out = state.output
+    results = []
+    for batched in (True, False):
+        model.fusion.calls = 0
+        draws = torch.Generator().manual_seed(12)
+        results.append(value_modalities(model, out.features, out.present, {}, data.label, true_class_prob, ce_loss,
+                                        per="sample", method="permutation", samples=4, generator=draws,
+                                        batch_coalitions=batched))
+        assert model.fusion.calls == (1 if batched else len(results[-1].coalitions))
+    assert 5 <= len(results[0].coalitions) < 31  # 4 orderings meet fewer than all 31 coalitions
+    assert_same_valuation(*results)

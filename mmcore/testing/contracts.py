@@ -77,8 +77,9 @@ def check_state_round_trip(slot: str, config: dict[str, Any], modules: Iterable[
 
 def check_modules_on_device(config: dict[str, Any], modules: Iterable[Any] = ()) -> None:
     """Modules a component attaches live on the model (so they are trained and checkpointed) and
-    on its device."""
-    trainer = make_trainer(config, modules=modules)
+    on its device — also after a step, so a module created lazily in a hook (after the optimizer
+    was built, hence never trained) is caught."""
+    trainer, _ = run_steps(config, 1, modules=modules)
     devices = {t.device for t in [*trainer.model.parameters(), *trainer.model.buffers()]}
     assert devices == {trainer.device}, f"tensors on {devices}, model on {trainer.device}"
     trained = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
