@@ -32,8 +32,18 @@ def _parser(host: Any = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_commands(sub, [plugin_option])
     if host is not None:  # plugins' own commands: each sets `handler(args, host) -> exit code`
-        host.hook.mmcore_add_commands(subparsers=sub, parents=[plugin_option])
+        _add_plugin_commands(host, sub, [plugin_option])
     return parser
+
+
+def _add_plugin_commands(host: Any, subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """One plugin whose commands fail to build is reported by distribution; the others keep working."""
+    for impl in host.hook.mmcore_add_commands.get_hookimpls():
+        try:
+            impl.function(subparsers=subparsers, parents=parents)
+        except Exception as exc:  # noqa: BLE001 - the plugin's failure, not the command line's
+            dist = host.distributions.get(host.pm.get_name(impl.plugin) or "", ("?", ""))[0]
+            print(f"warning: plugin {dist}: mmcore_add_commands raised {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:

@@ -90,6 +90,11 @@ class RunSettings:
         metadata={"help": '"32" | "bf16-mixed" (bf16 autocast) | "16-mixed" (fp16 with a gradient scaler)'},
     )
     grad_accum: int = field(default=1, validator=ge(1), metadata={"help": "micro-batches per optimizer step"})
+    threads: int = field(
+        default=0,
+        validator=ge(0),
+        metadata={"help": "CPU threads for torch (torch.set_num_threads); 0 = torch's default"},
+    )
     log_every_steps: int = field(
         default=10,
         validator=ge(1),

@@ -31,6 +31,11 @@ class TrainControl:
     def epoch(self) -> int:
         return self._trainer.epoch
 
+    @property
+    def task_loss(self) -> Callable[..., Tensor]:
+        """The run's task loss, `task_loss(logits, y, reduction="mean" | "none")` (value functions take it)."""
+        return self._trainer.task_loss
+
     def num_samples(self, split: str = "train") -> int:
         return len(self._trainer.data.splits[split])
 

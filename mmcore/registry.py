@@ -152,4 +152,6 @@ class BuildContext:
     params: Any = None  # optimizer builds: the parameters (or groups) to optimise
     optimizer: Any = None  # scheduler builds: the optimizer to schedule
     epochs: int = 1
-    steps_per_epoch: int = 1
+    steps_per_epoch: int = 1  # of the plain train split; planned epochs may differ, see `progress`
+    # epochs trained since the schedule began (fractional; TrainControl.reset_optimizer restarts it)
+    progress: Callable[[], float] = lambda: 0.0

@@ -100,6 +100,7 @@ class RunState:
         return {
             "trainer": {
                 "epoch": t.epoch, "step": t.step, "frozen": sorted(t.frozen),
+                "epoch_batches": t.epoch_batches, "progress": t.progress, "schedule_origin": t.schedule_origin,
                 "best_value": self.best_value, "best_epoch": self.best_epoch, "best_metrics": self.best_metrics,
                 "train_seconds": self.elapsed(), "step_times": list(t.step_times),
             },
@@ -123,6 +124,8 @@ class RunState:
         s = checkpoint.state
         counters = s["trainer"]
         t.epoch, t.step, t.step_times = counters["epoch"], counters["step"], list(counters["step_times"])
+        t.epoch_batches, t.progress = counters["epoch_batches"], counters["progress"]
+        t.schedule_origin = counters["schedule_origin"]
         for m in counters["frozen"]:
             t.set_frozen(m, True)
         self.best_value, self.best_epoch = counters["best_value"], counters["best_epoch"]

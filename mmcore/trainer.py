@@ -35,9 +35,14 @@ class Trainer:
         run = config.run
         self.dist = distributed.init_from_env()
         self.device = distributed.device_for(self.dist, build.resolve_device(run.device))
+        if run.threads:
+            torch.set_num_threads(run.threads)
         torch.manual_seed(run.seed)  # model init and dropout draw from the global generator, which we checkpoint
         self.generators = Generators(run.seed, rank=self.dist.rank, device=self.device)
         self.epoch, self.step, self.plan, self.loader_state = 0, 0, None, None
+        self.epoch_batches = 0  # batches consumed in the current epoch (checkpointed: schedules read it)
+        self.progress = 0.0  # epochs done, fractional; what the schedulers follow
+        self.schedule_origin = 0.0  # progress when the current scheduler was built (reset_optimizer)
         self.frozen: set[str] = set()
         self.control = TrainControl(self)
         self._assemble()
@@ -77,6 +82,7 @@ class Trainer:
         self.labels_in_fusion = "labels_in_fusion" in type(self.model.fusion).provides
         self.steps_per_epoch = self._count_steps(len(self.data.splits["train"]))
         self.ctx.steps_per_epoch = self.steps_per_epoch
+        self.ctx.progress = lambda: self.progress - self.schedule_origin
         self.optimizer, self.scheduler = build.build_optimizer(config, registry, self.ctx, self.model)
         self.scaler = torch.amp.GradScaler(self.device.type) if config.run.precision == "16-mixed" else None
 
@@ -124,6 +130,7 @@ class Trainer:
 
     def train_epoch(self) -> None:
         if self.loader_state is None:  # a fresh epoch; a resumed one has already planned
+            self.epoch_batches = 0
             for b in self.balancers:
                 b.on_epoch_start(self.epoch, self.control)
             self.hook.mmcore_epoch_start(trainer=self, epoch=self.epoch)
@@ -137,6 +144,7 @@ class Trainer:
         with self.evaluator.feature_corruption(self.evaluator.corruption("train")):
             for batch in self.evaluator.progress(loader, self.epoch):
                 micro.append(batch.to(self.device, non_blocking=True))
+                self.count_batch(len(loader))
                 if len(micro) < k:
                     continue
                 state = self.train_step(micro)
@@ -144,6 +152,11 @@ class Trainer:
                 last_log = self._after_step(state, loader, last_log)
             if micro:  # a short tail still trains, with the accumulation scaled to its size
                 self._after_step(self.train_step(micro), loader, last_log)
+
+    def count_batch(self, epoch_length: int) -> None:
+        """One more batch of this epoch consumed: the progress schedulers follow, in epochs."""
+        self.epoch_batches += 1
+        self.progress = self.epoch + self.epoch_batches / max(1, epoch_length)
 
     def _after_step(self, state: StepState, loader: Any, last_log: tuple[float, int]) -> tuple[float, int]:
         self.step += 1
@@ -255,6 +268,7 @@ class Trainer:
         (self.frozen.add if frozen else self.frozen.discard)(modality)
 
     def reset_optimizer(self) -> None:
+        self.schedule_origin = self.progress
         self.optimizer, self.scheduler = build.build_optimizer(self.config, self.registry, self.ctx, self.model)
 
     def restore_weights(self, tag: str) -> None:

@@ -66,20 +66,21 @@ def _warmup(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
 
 
-def build_step(config: StepLRConfig, ctx: BuildContext) -> torch.optim.lr_scheduler.LRScheduler:
-    step_size = config.step_epochs * ctx.steps_per_epoch
+# Schedules follow training progress in epochs (`ctx.progress()`), not step counts, so epochs whose
+# length an epoch plan changed (resampling methods) still decay on time. Warm-up counts steps.
 
+
+def build_step(config: StepLRConfig, ctx: BuildContext) -> torch.optim.lr_scheduler.LRScheduler:
     def factor(step: int) -> float:
-        return _warmup(step, config.warmup_steps) * config.gamma ** (step // step_size)
+        epochs = ctx.progress()
+        return _warmup(step, config.warmup_steps) * config.gamma ** math.floor(epochs / config.step_epochs)
 
     return torch.optim.lr_scheduler.LambdaLR(ctx.optimizer, factor)
 
 
 def build_cosine(config: CosineConfig, ctx: BuildContext) -> torch.optim.lr_scheduler.LRScheduler:
-    total = max(1, ctx.epochs * ctx.steps_per_epoch)
-
     def factor(step: int) -> float:
-        progress = min(1.0, step / total)
+        progress = min(1.0, ctx.progress() / ctx.epochs)
         cosine = 0.5 * (1 + math.cos(math.pi * progress))
         return _warmup(step, config.warmup_steps) * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
 

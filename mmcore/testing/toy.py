@@ -59,7 +59,10 @@ def run_steps(config: dict[str, Any] | Trainer, steps: int = 5, host: PluginHost
     while len(states) < steps:
         for b in trainer.balancers:
             b.on_epoch_start(trainer.epoch, trainer.control)
-        for batch in trainer.evaluator.train_loader(trainer.epoch, trainer.plan):
+        trainer.epoch_batches = 0
+        loader = trainer.evaluator.train_loader(trainer.epoch, trainer.plan)
+        for batch in loader:
+            trainer.count_batch(len(loader))
             states.append(trainer.train_step([batch.to(trainer.device)]))
             trainer.step += 1
             if len(states) == steps:
