@@ -11,6 +11,7 @@ from mmcore.model import MultimodalModel
 from mmcore.plugins import PluginHost
 from mmcore.probe import linear_probe_accuracy
 from mmcore.registry import BuildContext, ComponentRegistry
+from mmcore.sharpness import Ascent, ascent_step, frozen_batchnorm_statistics, gradient_params, mean_over_ranks, perturbed
 from mmcore.trainer import Trainer
 from mmcore.types import AttentionRecord, Batch, FusionOutput, ModalityValues, ModelOutput, StepState
 from mmcore.valuation import ShapleyValuator, ShapleyValuatorConfig, eval_mode, shapley, value_modalities
@@ -19,6 +20,12 @@ from mmcore.value_functions import VALUE_FUNCTIONS
 __version__ = "0.1.0"
 
 __all__ = [
+    "Ascent",
+    "ascent_step",
+    "frozen_batchnorm_statistics",
+    "gradient_params",
+    "mean_over_ranks",
+    "perturbed",
     "CAPABILITIES",
     "VALUE_FUNCTIONS",
     "AttentionRecord",

@@ -346,3 +346,11 @@ def test_cross_attention_layers_prefix_record_names():
     out = fusion({"a": torch.randn(2, 6), "b": torch.randn(2, 4)}, torch.ones(2, 2, dtype=torch.bool))
     assert [r.name for r in out.attention][:2] == ["layer0/intra/a", "layer0/inter/a->b"]
     assert len(out.attention) == 8 and out.attention[-1].name == "layer1/intra/b"
+
+
+def test_late_heads_without_the_last_activation_end_linear_linear():
+    from mmcore.builtin.late import make_head
+
+    head = make_head(8, (6, 4), 3, dropout=0.0, activate_last=False)
+    assert [type(m).__name__ for m in head] == ["Linear", "ReLU", "Linear", "Linear"]
+    assert [type(m).__name__ for m in make_head(8, (6, 4), 3, dropout=0.0)] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]

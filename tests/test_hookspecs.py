@@ -66,6 +66,7 @@ def test_hooks_md_command_example_adds_a_working_command(tmp_path, monkeypatch, 
     snippet = next(s for s in _snippets() if "mmcore_add_commands" in s)
     (tmp_path / "sweep_plugin.py").write_text(snippet)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MMCORE_DISABLE_PLUGIN_AUTOLOAD", "1")  # an installed plugin may own the name
     from mmcore.cli import main
 
     assert main(["-p", "sweep_plugin", "robustness", "runs/x"]) == 0

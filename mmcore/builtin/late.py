@@ -41,16 +41,25 @@ class LateConfig:
         validator=[v.instance_of(float), v.ge(0.0), v.lt(1.0)],
         metadata={"help": "dropout after each hidden layer of the heads"},
     )
+    activate_last: bool = attrs.field(
+        default=True,
+        validator=v.instance_of(bool),
+        metadata={"help": "ReLU after the last hidden layer too (false: Linear -> Linear at the end, as MIE's heads)"},
+    )
 
 
-def make_head(in_dim: int, hidden: tuple[int, ...], num_outputs: int, dropout: float) -> nn.Module:
-    """Linear, or an MLP (Linear -> ReLU -> [Dropout]) ending in a Linear to the outputs."""
+def make_head(in_dim: int, hidden: tuple[int, ...], num_outputs: int, dropout: float,
+              activate_last: bool = True) -> nn.Module:
+    """Linear, or an MLP (Linear -> ReLU -> [Dropout]) ending in a Linear to the outputs; without
+    `activate_last` the last hidden Linear feeds the output Linear directly."""
     if not hidden:
         return nn.Linear(in_dim, num_outputs)
     layers: list[nn.Module] = []
     width_in = in_dim
-    for width in hidden:
-        layers += [nn.Linear(width_in, width), nn.ReLU()]
+    for i, width in enumerate(hidden):
+        layers.append(nn.Linear(width_in, width))
+        if activate_last or i < len(hidden) - 1:
+            layers.append(nn.ReLU())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width_in = width
@@ -75,7 +84,7 @@ class LateFusion(Fusion):
         self.combine_probabilities = task == "classification"
         self.mode = config.mode
         self.modality_heads = nn.ModuleDict(
-            {m: make_head(feature_dims[m], config.hidden, num_outputs, config.dropout) for m in self.modalities}
+            {m: make_head(feature_dims[m], config.hidden, num_outputs, config.dropout, config.activate_last) for m in self.modalities}
         )
         weight_logits = torch.zeros(len(self.modalities))
         if config.mode == "weighted":
