@@ -80,6 +80,35 @@ class MultimodalModel(nn.Module):
         present = self.presence(batch.present, active=active, drop=drop if drop_at == "feature" else ())
         return ModelOutput(features, self.fuse(features, present, batch.masks, labels=labels), present)
 
+    def coalition_fuser(
+        self, batch: Batch, drop_at: DropLevel = "feature", active: Iterable[str] | None = None
+    ) -> Callable[[Iterable[str]], FusionOutput]:
+        """`fuse_coalition(coalition)`: the fusion's output with the modalities outside the coalition
+        muted, as `model(batch, drop=others, drop_at=...)` gives it, but every encoder runs at most
+        twice in all — once on the real input, once muted (on zeros at batch size 1 for input-level
+        drops; no pass at feature level) — and each coalition costs one fusion pass (side-effect
+        free, `probe=True`). Gradients flow unless the caller disables them; the caller sets the
+        mode (AGM's masked passes: eval mode with autograd on)."""
+        active_set = set(self.modalities if active is None else active)
+        cache: dict[str, dict[str, Tensor]] = {}
+
+        def features(kind: str) -> dict[str, Tensor]:
+            if kind not in cache:
+                drop = () if kind == "real" else self.modalities
+                cache[kind] = self.encode(batch, active=active_set, drop=drop, drop_at=drop_at)
+            return cache[kind]
+
+        def fuse_coalition(coalition: Iterable[str]) -> FusionOutput:
+            members = set(coalition)
+            muted = [m for m in self.modalities if m not in members]
+            feats = {m: (features("muted") if m in muted else features("real"))[m] for m in self.modalities}
+            if self.feature_transform is not None:
+                feats = self.feature_transform(feats, batch)
+            present = self.presence(batch.present, active=active_set, drop=muted if drop_at == "feature" else ())
+            return self.fuse(feats, present, batch.masks, probe=True)
+
+        return fuse_coalition
+
     # -- masks and parameter groups ----------------------------------------------------------
     def presence(self, present: Tensor, active: Iterable[str] | None = None, drop: Iterable[str] = ()) -> Tensor:
         """`present` AND the modalities that are active and not dropped, as bool [B, M]."""

@@ -176,7 +176,7 @@ class Trainer:
     def train_step(self, micro_batches: list[Batch]) -> StepState:
         state = StepState(
             batch=micro_batches[0], model=self.model, control=self.control, task_loss=self.task_loss,
-            generator=self.generators.get, epoch=self.epoch, step=self.step,
+            generator=self.generators.get, autocast=self.autocast, epoch=self.epoch, step=self.step,
         )
         passes = iter(range(1_000_000))
 

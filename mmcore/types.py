@@ -4,6 +4,7 @@ The names are the contract (DESIGN.md section 4); fields may grow, never change 
 """
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import torch
@@ -114,6 +115,7 @@ class StepState:
     control: TrainControl | None
     task_loss: Callable[..., Tensor]  # task_loss(logits, y, reduction="mean" | "none")
     generator: Callable[..., torch.Generator]  # generator(name, shared=False)
+    autocast: Callable[[], Any] = lambda: contextlib.nullcontext()  # the run's precision context, for extra passes
     epoch: int = 0
     step: int = 0
     training: bool = True

@@ -167,3 +167,29 @@ def test_input_drop_runs_batchnorm_in_eval_mode_and_leaves_its_statistics():
     torch.testing.assert_close(features["a"], reference.expand(batch.size, -1), rtol=0, atol=0)
     features["a"].sum().backward()
     assert model.encoders["a"].layers[0].bias.grad.abs().sum() > 0  # autograd runs through encoder(0)
+
+
+def test_coalition_fuser_equals_full_passes_with_drops_and_encodes_each_modality_at_most_twice():
+    import itertools
+
+    from mmcore.testing import make_trainer, toy_config
+
+    trainer = make_trainer(toy_config(modalities=("a", "b", "c"), fusion={"kind": "gated"}))
+    model = trainer.model.eval()
+    batch = next(iter(trainer.evaluator.eval_loader(trainer.data.splits["val"])))
+    for drop_at in ("input", "feature"):
+        fuse_coalition = model.coalition_fuser(batch, drop_at=drop_at)
+        for size in (1, 2, 3):
+            for coalition in itertools.combinations(model.modalities, size):
+                muted = [m for m in model.modalities if m not in coalition]
+                with torch.no_grad():
+                    reference = model(batch, drop=muted, drop_at=drop_at).logits
+                assert torch.allclose(fuse_coalition(coalition).logits, reference, atol=1e-6)
+    fresh = {m: 0 for m in model.modalities}
+    hooks = [model.encoders[m].register_forward_hook(lambda *_, m=m: fresh.__setitem__(m, fresh[m] + 1))
+             for m in model.modalities]
+    fuse_coalition = model.coalition_fuser(batch, drop_at="input")
+    for size in (1, 2, 3):
+        for coalition in itertools.combinations(model.modalities, size):
+            fuse_coalition(coalition)
+    assert fresh == {m: 2 for m in model.modalities}  # once real, once on zeros: not once per coalition

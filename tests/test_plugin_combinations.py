@@ -6,10 +6,14 @@ modulates the encoder gradients in `finish`. Each must still do its own job, in 
 import pytest
 import torch
 
+import mmcore
 from mmcore.testing import check_id, contract_checks, run_steps, toy_config
 
 pytest.importorskip("mmcore_ogm_ge")
 pytest.importorskip("mmcore_agm")
+if not all(mmcore.PluginHost().registry.has("balancer", kind) for kind in ("ogm_ge", "agm")):
+    pytest.skip("ogm_ge and agm are installed but not both loaded (MMCORE_LOAD_PLUGINS / MMCORE_BLOCK_PLUGINS)",
+                allow_module_level=True)
 
 BOTH = [{"kind": "agm", "alpha": 1.5}, {"kind": "ogm_ge", "alpha": 0.8}]
 

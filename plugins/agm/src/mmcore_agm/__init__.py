@@ -1,0 +1,2 @@
+"""mmcore-agm: adaptive gradient modulation (AGM) through Shapley-decomposed logits."""
+__version__ = "0.1.0"
