@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -116,17 +116,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_step(trainer: Trainer, batch: Batch) -> tuple[float, StepState]:
+# wall: elapsed time (the default). process: CPU seconds of this process, all threads — on a CPU
+# shared with other jobs (use --threads 1 with it) it counts our work, not our waiting.
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def timed_step(trainer: Trainer, batch: Batch, clock: Callable[[], float] = time.perf_counter) -> tuple[float, StepState]:
     synchronize(trainer.device)
-    started = time.perf_counter()
+    started = clock()
     state = trainer.train_step([batch])
     synchronize(trainer.device)
     trainer.step += 1
-    return time.perf_counter() - started, state
+    return clock() - started, state
 
 
 def measure_steps(trainers: dict[str, Trainer], batches: list[Batch], rounds: int, steps: int,
-                  warmup: int) -> dict[str, list[float]]:
+                  warmup: int, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Per-step seconds of each variant, `steps` consecutive steps per variant per round."""
     for trainer in trainers.values():
         for i in range(warmup):
@@ -136,11 +141,13 @@ def measure_steps(trainers: dict[str, Trainer], batches: list[Batch], rounds: in
     for r in range(rounds):
         for variant in order[r % len(order):] + order[: r % len(order)]:  # rotate who goes first
             for i in range(steps):
-                times[variant].append(timed_step(trainers[variant], batches[(r * steps + i) % len(batches)])[0])
+                batch = batches[(r * steps + i) % len(batches)]
+                times[variant].append(timed_step(trainers[variant], batch, clock)[0])
     return times
 
 
-def measure_valuator_calls(trainers: dict[str, Trainer], batch: Batch, repeats: int) -> dict[str, list[float]]:
+def measure_valuator_calls(trainers: dict[str, Trainer], batch: Batch, repeats: int,
+                           clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds of one `valuator.value(state)` call (the valuator's whole added cost in the step)."""
     calls: dict[str, list[float]] = {}
     for variant in VALUATOR_KIND:
@@ -151,10 +158,10 @@ def measure_valuator_calls(trainers: dict[str, Trainer], batch: Batch, repeats: 
         calls[variant] = []
         for _ in range(repeats):
             synchronize(trainer.device)
-            started = time.perf_counter()
+            started = clock()
             valuator.value(state)
             synchronize(trainer.device)
-            calls[variant].append(time.perf_counter() - started)
+            calls[variant].append(clock() - started)
     return calls
 
 
@@ -173,11 +180,12 @@ def settings_for(workload: str, device: str, smoke: bool, rounds: int | None) ->
     return chosen | ({"rounds": rounds} if rounds else {})
 
 
-def run_cell(workload: Workload, num_modalities: int, device: str, smoke: bool, settings: dict[str, int]) -> dict[str, Any]:
+def run_cell(workload: Workload, num_modalities: int, device: str, smoke: bool, settings: dict[str, int],
+             clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     trainers = build_trainers(workload, num_modalities, device, smoke)
     batches = prepared_batches(trainers["joint"], 2)
-    steps = measure_steps(trainers, batches, settings["rounds"], settings["steps"], settings["warmup"])
-    calls = measure_valuator_calls(trainers, batches[0], settings["calls"])
+    steps = measure_steps(trainers, batches, settings["rounds"], settings["steps"], settings["warmup"], clock)
+    calls = measure_valuator_calls(trainers, batches[0], settings["calls"], clock)
     step_ms = {v: 1e3 * statistics.median(t) for v, t in steps.items()}
     call_ms = {v: 1e3 * statistics.median(t) for v, t in calls.items()}
     step_added = {v: step_ms[v] - step_ms["joint"] for v in VALUATOR_KIND}
@@ -196,7 +204,7 @@ def run_cell(workload: Workload, num_modalities: int, device: str, smoke: bool, 
 
 
 # -- reporting -------------------------------------------------------------------------------------
-COLUMNS = ("workload", "M", "B", "joint ms", "+shapley ms", "+naive ms", "shapley/joint", "naive/joint",
+COLUMNS = ("workload", "M", "B", "joint step ms", "shapley step ms", "naive step ms", "shapley/joint", "naive/joint",
            "naive/shapley step", "shapley call ms", "naive call ms", "naive/shapley added")
 
 
@@ -251,12 +259,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (GPU mode uses batch 64 on av-resnet)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes and rounds: checks the script runs")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall: elapsed time; process: this process's CPU time (CPU only; for a shared machine)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON results here")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.clock == "process" and not args.device.startswith("cpu"):
+        raise SystemExit("--clock process measures CPU time: use it with --device cpu")
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or threads)
@@ -276,11 +288,13 @@ def run_all(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
         for m in args.modalities:
             if not 2 <= m <= workload.max_modalities:
                 raise SystemExit(f"--modalities: {name} supports M = 2..{workload.max_modalities}, got {m}")
-            cells.append(run_cell(workload, m, args.device, args.smoke, settings) | {"settings": settings})
+            load = os.getloadavg()[0]
+            cell = run_cell(workload, m, args.device, args.smoke, settings, CLOCKS[args.clock])
+            cells.append(cell | {"settings": settings, "loadavg_1min": [load, os.getloadavg()[0]]})
             print(f"# {name} M={m} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     machine = machine_description(torch.device(args.device)) | {"loadavg_before": load_before,
                                                                  "loadavg_after": os.getloadavg()}
-    results = {"machine": machine, "smoke": args.smoke, "wall_s": time.perf_counter() - started,
+    results = {"machine": machine, "smoke": args.smoke, "clock": args.clock, "wall_s": time.perf_counter() - started,
                "cells": cells, "targets": check_targets(cells)}
     print(markdown_table(cells))
     for t in results["targets"]:

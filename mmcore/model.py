@@ -25,6 +25,7 @@ class MultimodalModel(nn.Module):
         self.extras = nn.ModuleDict()  # modules owned by balancers / supervisors, by namespace
         # features -> features between encoders and fusion (feature-level corruption); set by the trainer
         self.feature_transform: Callable[[dict[str, Tensor], Batch], dict[str, Tensor]] | None = None
+        self._columns: dict[tuple[frozenset[str], str], Tensor] = {}
 
     # -- the two halves --------------------------------------------------------------------
     def encode(
@@ -60,8 +61,9 @@ class MultimodalModel(nn.Module):
     ) -> FusionOutput:
         """Run the fusion with absent modalities' features zeroed (one mechanism for missing data,
         feature drops, inactive modalities and resampling copies)."""
+        weights = present.to(next(iter(features.values())).dtype)  # one conversion for every modality
         zeroed = {
-            m: features[m] * present[:, i].view(-1, *([1] * (features[m].dim() - 1))).to(features[m].dtype)
+            m: features[m] * weights[:, i].view(-1, *([1] * (features[m].dim() - 1)))
             for i, m in enumerate(self.modalities)
         }
         return self.fusion(zeroed, present, masks=masks, labels=labels if not probe else None, probe=probe)
@@ -112,9 +114,16 @@ class MultimodalModel(nn.Module):
     # -- masks and parameter groups ----------------------------------------------------------
     def presence(self, present: Tensor, active: Iterable[str] | None = None, drop: Iterable[str] = ()) -> Tensor:
         """`present` AND the modalities that are active and not dropped, as bool [B, M]."""
-        keep = set(self.modalities if active is None else active) - set(drop)
-        column = torch.tensor([m in keep for m in self.modalities], device=present.device)
-        return present & column
+        keep = frozenset(self.modalities if active is None else active) - set(drop)
+        return present & self._presence_column(keep, present.device)
+
+    def _presence_column(self, keep: frozenset[str], device: torch.device) -> Tensor:
+        """Cached per (kept modalities, device): building it anew is a host-to-device copy that
+        blocks on CUDA, once per forward and per probe."""
+        key = (keep, str(device))
+        if key not in self._columns:
+            self._columns[key] = torch.tensor([m in keep for m in self.modalities], device=device)
+        return self._columns[key]
 
     def coalition_presence(self, present: Tensor, coalition: Iterable[str]) -> Tensor:
         """Presence for a coalition: only its members stay (where the batch has them)."""

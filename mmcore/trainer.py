@@ -232,7 +232,8 @@ class Trainer:
         for kind, supervisor in zip(self._supervisor_kinds(), self.supervisors):
             state.losses |= {f"{kind}/{name}": term for name, term in supervisor.losses(state).items()}
         if state.pass_index == 0:
-            state.values = {name: v.value(state) for name, v in self.valuators.all().items()}
+            with self.autocast():  # probes see the features in the run's precision
+                state.values = {name: v.value(state) for name, v in self.valuators.all().items()}
         for b in self.balancers:
             b.before_backward(state)
         total = torch.stack([term.float() for term in state.losses.values()]).sum() * scale
