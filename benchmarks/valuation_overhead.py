@@ -40,7 +40,8 @@ from mmcore.registry import BuildContext, ComponentRegistry  # noqa: E402
 from mmcore.testing.toy import make_trainer  # noqa: E402
 from mmcore.trainer import Trainer  # noqa: E402
 from mmcore.types import Batch, ModalityValues, StepState  # noqa: E402
-from mmcore.valuation import ShapleyValuatorConfig, lookup_value_function, naive_value_modalities  # noqa: E402
+from mmcore.valuation import naive_value_modalities  # noqa: E402
+from mmcore.valuator import ShapleyValuatorConfig, lookup_value_function  # noqa: E402
 
 VARIANTS = ("joint", "shapley", "naive")
 VALUATOR_KIND = {"shapley": "shapley", "naive": "naive_shapley"}

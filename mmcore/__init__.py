@@ -14,7 +14,8 @@ from mmcore.registry import BuildContext, ComponentRegistry
 from mmcore.sharpness import Ascent, ascent_step, frozen_batchnorm_statistics, gradient_params, mean_over_ranks, perturbed
 from mmcore.trainer import Trainer
 from mmcore.types import AttentionRecord, Batch, FusionOutput, ModalityValues, ModelOutput, StepState
-from mmcore.valuation import ShapleyValuator, ShapleyValuatorConfig, eval_mode, shapley, value_modalities
+from mmcore.valuation import eval_mode, shapley, value_modalities
+from mmcore.valuator import ShapleyValuator, ShapleyValuatorConfig
 from mmcore.value_functions import VALUE_FUNCTIONS
 
 __version__ = "0.1.0"

@@ -14,14 +14,8 @@ from mmcore.interfaces import Encoder, Fusion
 from mmcore.model import MultimodalModel
 from mmcore.registry import BuildContext, ComponentRegistry
 from mmcore.types import Batch, FusionOutput, StepState
-from mmcore.valuation import (
-    ShapleyValuatorConfig,
-    build_shapley_valuator,
-    naive_value_modalities,
-    register,
-    shapley,
-    value_modalities,
-)
+from mmcore.valuation import naive_value_modalities, shapley, value_modalities
+from mmcore.valuator import ShapleyValuatorConfig, build_shapley_valuator, register
 from mmcore.value_functions import VALUE_FUNCTIONS, accuracy, logits, neg_loss, true_class_prob
 
 NAMES = ("a", "b", "c", "d", "e")

@@ -1,7 +1,7 @@
 """mmcore's built-in kinds, registered through the same hook third-party plugins use."""
 from __future__ import annotations
 
-from mmcore import data, valuation
+from mmcore import data, valuator
 from mmcore.builtin import attention, balancers, encoders, fusions, late, optim, resnet
 from mmcore.hookspecs import hookimpl
 from mmcore.registry import ComponentRegistry
@@ -9,5 +9,5 @@ from mmcore.registry import ComponentRegistry
 
 @hookimpl
 def mmcore_register_components(registry: ComponentRegistry) -> None:
-    for module in (data, encoders, resnet, fusions, late, attention, valuation, optim, balancers):
+    for module in (data, encoders, resnet, fusions, late, attention, valuator, optim, balancers):
         module.register(registry)
