@@ -149,6 +149,7 @@ class BuildContext:
     valuators: dict[str, Any] = attrs.field(factory=dict)
     make_valuator: Callable[..., Any] | None = None  # make_valuator(kind="shapley", **config) -> Valuator
     seed: int = 0
+    task_loss: Callable[..., Any] | None = None  # the run's task loss, as StepState.task_loss (fusions' own objectives)
     params: Any = None  # optimizer builds: the parameters (or groups) to optimise
     optimizer: Any = None  # scheduler builds: the optimizer to schedule
     epochs: int = 1

@@ -68,6 +68,7 @@ class Trainer:
         self.data = build.build_data(config, registry)
         self.ctx = ctx = build.base_context(config, registry, self.data)
         self.task, self.task_loss = ctx.task, build.make_task_loss(ctx.task)
+        ctx.task_loss = self.task_loss
         self.model = build.build_model(config, registry, ctx)
         ctx.model = self.model
         self.valuators = build.build_valuators(config, registry, ctx)
