@@ -21,24 +21,12 @@ and the load average before and after.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import sys
-import time
-from time import perf_counter, process_time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads and valuation_overhead, as scripts
-from _workloads import WORKLOADS  # noqa: E402
-from valuation_overhead import machine_description, prepared_batches, synchronize  # noqa: E402
-
-from mmcore.plugins import PluginHost  # noqa: E402
-from mmcore.testing import make_trainer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared runner, as a script
+from _balancer_cost import main  # noqa: E402
 
 VARIANTS: dict[str, list[dict[str, Any]]] = {
     "joint": [],
@@ -49,112 +37,5 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
 TARGETS = {"ogm_ge/joint": 1.06, "ogm_ge_conv/joint": 1.06}  # ratio <= bound
 
 
-def build_trainers(device: str, smoke: bool) -> dict[str, Any]:
-    workload = WORKLOADS["av-resnet"]
-    host = PluginHost(modules=list(workload.modules))
-    trainers = {}
-    for variant, balancers in VARIANTS.items():
-        config = workload.config(2, device=device, smoke=smoke) | {"balancers": balancers}
-        trainers[variant] = make_trainer(config, host=host)  # same seed: same initial weights
-        trainers[variant].model.train()
-    return trainers
-
-
-def timed_step(trainer: Any, batch: Any) -> dict[str, float]:
-    """Seconds of one real train_step: wall clock, and this process's CPU time (robust to other
-    processes on a shared machine when torch runs one thread, since nothing spin-waits)."""
-    synchronize(trainer.device)
-    wall, cpu = perf_counter(), process_time()
-    trainer.train_step([batch])
-    synchronize(trainer.device)
-    trainer.step += 1
-    return {"wall": perf_counter() - wall, "cpu": process_time() - cpu}
-
-
-def measure(trainers: dict[str, Any], batches: list[Any], settings: dict[str, int]) -> dict[str, dict[str, list[float]]]:
-    """Per-step times of each variant, `steps` consecutive steps per variant per round, the
-    variant that goes first rotating from round to round, after `warmup` steps each."""
-    for trainer in trainers.values():
-        for i in range(settings["warmup"]):
-            timed_step(trainer, batches[i % len(batches)])
-    times: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": []} for v in trainers}
-    order = list(trainers)
-    for r in range(settings["rounds"]):
-        for variant in order[r % len(order):] + order[: r % len(order)]:
-            for i in range(settings["steps"]):
-                for clock, seconds in timed_step(trainers[variant], batches[(r + i) % len(batches)]).items():
-                    times[variant][clock].append(seconds)
-    return times
-
-
-def settings_for(device: str, smoke: bool, rounds: int | None) -> dict[str, int]:
-    if smoke:
-        chosen = {"rounds": 1, "steps": 1, "warmup": 1}
-    elif device.startswith("cuda"):
-        chosen = {"rounds": 10, "steps": 3, "warmup": 3}
-    else:  # a CPU av-resnet step takes seconds
-        chosen = {"rounds": 10, "steps": 1, "warmup": 2}
-    return chosen | ({"rounds": rounds} if rounds else {})
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (GPU mode uses batch 64)")
-    parser.add_argument("--rounds", type=int, default=None, help="alternation rounds (default: per device)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--smoke", action="store_true", help="tiny shapes and one round: checks the script runs")
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON results here")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    threads = torch.get_num_threads()
-    used_threads = args.threads or threads
-    torch.set_num_threads(used_threads)
-    try:
-        settings = settings_for(args.device, args.smoke, args.rounds)
-        load_before, started = os.getloadavg(), time.perf_counter()
-        trainers = build_trainers(args.device, args.smoke)
-        batches = prepared_batches(trainers["joint"], 2)
-        steps = measure(trainers, batches, settings)
-        machine = machine_description(torch.device(args.device))  # while our thread setting holds
-    finally:
-        torch.set_num_threads(threads)
-    clocks = ["wall"] if args.device.startswith("cuda") else ["wall", "cpu"]
-    step_ms = {c: {v: 1e3 * statistics.median(t[c]) for v, t in steps.items()} for c in clocks}
-    ratios = {c: {f"{v}/joint": step_ms[c][v] / step_ms[c]["joint"] for v in VARIANTS if v != "joint"} for c in clocks}
-    primary = "cpu" if "cpu" in clocks and used_threads == 1 else "wall"
-    results = {
-        "workload": "av-resnet", "modalities": 2, "batch_size": batches[0].size, "settings": settings,
-        "smoke": args.smoke, "threads": used_threads, "primary_clock": primary, "step_ms": step_ms, "ratios": ratios,
-        "samples_ms": {v: {c: [1e3 * x for x in t[c]] for c in clocks} for v, t in steps.items()},
-        "targets": {name: {"value": ratios[primary][name], "bound": bound, "met": ratios[primary][name] <= bound}
-                    for name, bound in TARGETS.items()},
-        "machine": machine | {"loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "wall_s": time.perf_counter() - started,
-    }
-    print(report(results))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-    return results
-
-
-def report(results: dict[str, Any]) -> str:
-    clocks = list(results["step_ms"])
-    lines = ["| variant | " + " | ".join(f"{c} ms | {c} ratio" for c in clocks) + " |", "|---|" + "---|---|" * len(clocks)]
-    for variant in results["step_ms"][clocks[0]]:
-        cells = []
-        for c in clocks:
-            ratio = 1.0 if variant == "joint" else results["ratios"][c][f"{variant}/joint"]
-            cells.append(f"{results['step_ms'][c][variant]:.0f} | {ratio:.3f}")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    for name, target in results["targets"].items():
-        verdict = "met" if target["met"] else "NOT met"
-        lines.append(f"target {name} <= {target['bound']} ({results['primary_clock']} clock): {target['value']:.3f} ({verdict})")
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
-    main()
+    main(VARIANTS, TARGETS, __doc__)
