@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads, when run as a script
 from _workloads import WORKLOADS  # noqa: E402
+from valuation_overhead import prepared_batches  # noqa: E402
 
 from mmcore import Batch, PluginHost, Trainer  # noqa: E402
 from mmcore.testing import make_trainer  # noqa: E402
@@ -73,15 +74,6 @@ def build_trainers(smoke: bool) -> dict[str, Trainer]:
         trainers[name].model.train()
     return trainers
 
-
-def prepared_batches(trainer: Trainer, count: int) -> list[Batch]:
-    """The first training batches, prepared once: the loader is not being timed."""
-    batches = []
-    for batch in trainer.evaluator.train_loader(0, None):
-        batches.append(batch.to(trainer.device))
-        if len(batches) == count:
-            break
-    return batches
 
 
 def timed_step(trainer: Trainer, batch: Batch) -> float:

@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads, when run as a script
 from _workloads import BENCHMARK_DATA, av_resnet_config  # noqa: E402
+from valuation_overhead import prepared_batches  # noqa: E402
 
 import mmcore  # noqa: E402
 from mmcore.testing import make_trainer  # noqa: E402
@@ -69,14 +70,6 @@ def build(config: dict[str, Any], host: mmcore.PluginHost) -> dict[str, Any]:
         trainer.model.train()
     return trainers
 
-
-def first_batches(trainer: Any, count: int) -> list[mmcore.Batch]:
-    batches = []
-    for batch in trainer.evaluator.train_loader(0, None):
-        batches.append(batch.to(trainer.device))
-        if len(batches) == count:
-            break
-    return batches
 
 
 def timed(fn: Any) -> float:
@@ -120,7 +113,7 @@ def parameters(trainer: Any) -> dict[str, int]:
 
 def run_workload(name: str, smoke: bool, settings: dict[str, int], host: mmcore.PluginHost) -> dict[str, Any]:
     trainers = build(WORKLOADS[name](smoke), host)
-    batches = first_batches(trainers["unsupervised"], 2)
+    batches = prepared_batches(trainers["unsupervised"], 2)
     times = measure(trainers, batches, settings["rounds"], settings["steps"], settings["warmup"])
     ms = {v: {k: 1e3 * statistics.median(t) for k, t in kinds.items()} for v, kinds in times.items()}
     return {"workload": name, "batch_size": batches[0].size, "ms": ms,

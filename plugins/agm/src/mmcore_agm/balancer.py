@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 import mmcore
@@ -106,10 +105,8 @@ class AGM(mmcore.Balancer):
 
 def _all_reduce_mean(scores: Tensor) -> Tensor:
     """Scores are batch means: under DDP, kappa must be that of the global batch."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        scores = scores.clone()
-        dist.all_reduce(scores)
-        scores /= dist.get_world_size()
+    scores = scores.clone()
+    mmcore.mean_over_ranks([scores])  # the core's one all-reduce; a no-op on one process
     return scores
 
 
