@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mmcore_ogm_ge.coefficients import (
-    discrepancy_ratios, modulation_coefficients, noise_scale, true_class_confidence,
+    discrepancy_ratios, modulation_coefficients, noise_scales, true_class_confidence,
 )
 from mmcore_ogm_ge.modulation import GradientModulator
 
@@ -97,8 +97,25 @@ def test_plain_ogm_only_scales():
 
 
 def test_noise_scale_is_the_unbiased_std():
-    assert noise_scale(torch.tensor([5.0])).item() == pytest.approx(1e-8)  # one entry: finite
-    assert noise_scale(torch.tensor([1.0, 3.0])).item() == pytest.approx(math.sqrt(2) + 1e-8)
+    one_entry, pair = noise_scales([torch.tensor([5.0]), torch.tensor([1.0, 3.0])])
+    assert one_entry.item() == pytest.approx(1e-8)  # one entry: finite
+    assert pair.item() == pytest.approx(math.sqrt(2) + 1e-8)
     g = torch.Generator().manual_seed(3)
-    for grad in (torch.randn(64, 32, 3, 3, generator=g) * 1e-3, torch.randn(1000, generator=g) * 5 + 2):
-        assert noise_scale(grad).item() == pytest.approx(grad.std().item() + 1e-8, rel=1e-4)
+    grads = [torch.randn(64, 32, 3, 3, generator=g) * 1e-3, torch.randn(1000, generator=g) * 5 + 2,
+             torch.randn(7, generator=g) - 3]  # a large mean next to its spread
+    for grad, sigma in zip(grads, noise_scales(grads)):
+        assert sigma.item() == pytest.approx(grad.std().item() + 1e-8, rel=1e-4)
+
+
+def test_noise_follows_the_gradients_present_at_each_step():
+    """The reused noise buffer is rebuilt when a parameter has no gradient at a step."""
+    params = {"a": [_parameter(torch.ones(3, 4) * 2), _parameter(torch.ones(5))], "b": [_parameter(torch.ones(2))]}
+    modulator = GradientModulator(params, ge=True)
+    modulator.apply(torch.tensor([0.5, 1.0]), torch.Generator().manual_seed(0))
+    params["a"][0].grad = None
+    params["a"][1].grad = torch.arange(5.0)
+    modulator.apply(torch.tensor([0.5, 1.0]), torch.Generator().manual_seed(1))
+    noise = torch.empty(5 + 2).normal_(generator=torch.Generator().manual_seed(1))
+    expected = 0.5 * torch.arange(5.0) + noise[:5] * (torch.arange(5.0).std() + 1e-8)
+    assert params["a"][0].grad is None
+    assert torch.allclose(params["a"][1].grad, expected, atol=1e-6)

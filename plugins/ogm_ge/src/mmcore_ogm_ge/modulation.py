@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 import mmcore
-from mmcore_ogm_ge.coefficients import noise_scale
+from mmcore_ogm_ge.coefficients import noise_scales
 
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -24,28 +24,53 @@ def scope_params(model: mmcore.MultimodalModel, modality: str, scope: str) -> li
 
 class GradientModulator:
     """Applies k_m to modality m's parameter group and, with GE, adds N(0, sigma_P^2) noise to each
-    tensor P, sigma_P taken from P's gradient before scaling."""
+    tensor P, sigma_P taken from P's gradient before scaling.
+
+    Every tensor of a group is updated by one multi-tensor (`torch._foreach_*`) call, and the noise
+    of the whole step is one draw into a reused flat buffer whose per-tensor views are made once:
+    the cost is a few passes over the gradients' memory, not a few kernels per tensor."""
 
     def __init__(self, groups: dict[str, list[nn.Parameter]], ge: bool) -> None:
         self.groups = groups
         self.ge = ge
-        self._noise: Tensor | None = None  # reused draw buffer: one allocation, not one per step
+        self._noise: _NoiseBuffer | None = None
 
     def apply(self, coefficients: Tensor, generator: torch.Generator | None) -> None:
         grads = [[p.grad for p in params if p.grad is not None] for params in self.groups.values()]
-        noise = self._draw(sum(g.numel() for group in grads for g in group), generator) if self.ge else None
-        offset = 0
+        flat = [g for group in grads for g in group]
+        if not flat:
+            return
+        noise = self._scaled_noise(flat, generator) if self.ge else None  # sigma from the unscaled grads
         for k, group in zip(coefficients.unbind(0), grads):
-            for g in group:
-                sigma = noise_scale(g) if noise is not None else None  # before scaling
-                g.mul_(k.to(g.dtype))
-                if noise is not None:
-                    g.addcmul_(noise[offset: offset + g.numel()].view_as(g), sigma)
-                    offset += g.numel()
+            if group:
+                torch._foreach_mul_(group, k.to(group[0].dtype))
+        if noise is not None:
+            torch._foreach_add_(flat, noise)
 
-    def _draw(self, count: int, generator: torch.Generator | None) -> Tensor:
-        """One normal draw for every modulated entry of the step (one RNG call, in a fixed order)."""
-        device = generator.device if generator is not None else torch.device("cpu")
-        if self._noise is None or self._noise.numel() != count or self._noise.device != device:
-            self._noise = torch.empty(count, device=device)
-        return self._noise.normal_(generator=generator)
+    def _scaled_noise(self, grads: list[Tensor], generator: torch.Generator | None) -> list[Tensor]:
+        """sigma_P * N(0, 1) for every entry, in views shaped like `grads`: one normal draw for the
+        whole step (one RNG call, in a fixed order: group by group, tensor by tensor)."""
+        if self._noise is None or not self._noise.fits(grads):
+            self._noise = _NoiseBuffer(grads)
+        return self._noise.draw(noise_scales(grads, self._noise.numels), generator)
+
+
+class _NoiseBuffer:
+    """A flat noise buffer with one view per gradient tensor, and each entry's tensor index, kept
+    while the set of gradients does not change (it changes only if a parameter gets no gradient)."""
+
+    def __init__(self, grads: list[Tensor]) -> None:
+        self.shapes = [g.shape for g in grads]
+        self.device = grads[0].device
+        self.flat = torch.empty(sum(g.numel() for g in grads), dtype=grads[0].dtype, device=self.device)
+        self.views = [view.view(shape) for view, shape in zip(self.flat.split([g.numel() for g in grads]), self.shapes)]
+        counts = torch.tensor([g.numel() for g in grads], device=self.device)
+        self.numels = counts.double()
+        self.owner = torch.repeat_interleave(torch.arange(len(grads), dtype=torch.int32, device=self.device), counts)
+
+    def fits(self, grads: list[Tensor]) -> bool:
+        return grads[0].device == self.device and [g.shape for g in grads] == self.shapes
+
+    def draw(self, sigma: Tensor, generator: torch.Generator | None) -> list[Tensor]:
+        self.flat.normal_(generator=generator).mul_(sigma.index_select(0, self.owner))
+        return self.views
