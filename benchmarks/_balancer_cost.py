@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads and valuation_overhead, as scripts
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads, as a script
 from _workloads import WORKLOADS  # noqa: E402
-from valuation_overhead import machine_description, prepared_batches, synchronize  # noqa: E402
 
+from mmcore.bench.timing import machine_description, measure_steps, prepared_batches  # noqa: E402
 from mmcore.plugins import PluginHost  # noqa: E402
 from mmcore.testing import make_trainer  # noqa: E402
 
@@ -33,31 +33,15 @@ def build_trainers(variants: dict[str, list[dict[str, Any]]], device: str, smoke
     return trainers
 
 
-def timed_step(trainer: Any, batch: Any) -> dict[str, float]:
-    """Seconds of one real train_step: wall clock, and this process's CPU time (robust to other
-    processes on a shared machine when torch runs one thread, since nothing spin-waits)."""
-    synchronize(trainer.device)
-    wall, cpu = perf_counter(), process_time()
-    trainer.train_step([batch])
-    synchronize(trainer.device)
-    trainer.step += 1
-    return {"wall": perf_counter() - wall, "cpu": process_time() - cpu}
+# wall clock, and this process's CPU time (robust to other processes on a shared machine when torch
+# runs one thread, since nothing spin-waits)
+BOTH_CLOCKS = {"wall": perf_counter, "cpu": process_time}
 
 
 def measure(trainers: dict[str, Any], batches: list[Any], settings: dict[str, int]) -> dict[str, dict[str, list[float]]]:
     """Per-step times of each variant, `steps` consecutive steps per variant per round, the
     variant that goes first rotating from round to round, after `warmup` steps each."""
-    for trainer in trainers.values():
-        for i in range(settings["warmup"]):
-            timed_step(trainer, batches[i % len(batches)])
-    times: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": []} for v in trainers}
-    order = list(trainers)
-    for r in range(settings["rounds"]):
-        for variant in order[r % len(order):] + order[: r % len(order)]:
-            for i in range(settings["steps"]):
-                for clock, seconds in timed_step(trainers[variant], batches[(r + i) % len(batches)]).items():
-                    times[variant][clock].append(seconds)
-    return times
+    return measure_steps(trainers, batches, settings["rounds"], settings["steps"], settings["warmup"], BOTH_CLOCKS)
 
 
 def settings_for(device: str, smoke: bool, rounds: int | None) -> dict[str, int]:

@@ -37,9 +37,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads, when run as a script
 from _workloads import WORKLOADS  # noqa: E402
-from valuation_overhead import prepared_batches  # noqa: E402
 
 from mmcore import Batch, PluginHost, Trainer  # noqa: E402
+from mmcore.bench.timing import measure_steps, prepared_batches  # noqa: E402
 from mmcore.testing import make_trainer  # noqa: E402
 from mmcore_msam.msam import mix_gradients  # noqa: E402
 
@@ -76,25 +76,11 @@ def build_trainers(smoke: bool) -> dict[str, Trainer]:
 
 
 
-def timed_step(trainer: Trainer, batch: Batch) -> float:
-    started = time.perf_counter()
-    trainer.train_step([batch])
-    trainer.step += 1
-    return time.perf_counter() - started
-
-
 def measure(trainers: dict[str, Trainer], batches: list[Batch], rounds: int, steps: int,
             warmup: int) -> dict[str, list[float]]:
-    for trainer in trainers.values():
-        for i in range(warmup):
-            timed_step(trainer, batches[i % len(batches)])
-    times: dict[str, list[float]] = {name: [] for name in trainers}
-    order = list(trainers)
-    for r in range(rounds):
-        for name in order[r % len(order):] + order[: r % len(order)]:  # rotate who goes first
-            for i in range(steps):
-                times[name].append(timed_step(trainers[name], batches[(r * steps + i) % len(batches)]))
-    return times
+    """Wall seconds per step of each variant, alternating in rounds (mmcore.bench.timing)."""
+    times = measure_steps(trainers, batches, rounds, steps, warmup)
+    return {name: clocks["wall"] for name, clocks in times.items()}
 
 
 def msam_extras(trainer: Trainer, batch: Batch, repeats: int) -> dict[str, float]:

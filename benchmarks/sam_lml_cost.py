@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads, when run as a script
 from _workloads import BENCHMARK_DATA, av_resnet_config  # noqa: E402
-from valuation_overhead import prepared_batches  # noqa: E402
 
 import mmcore  # noqa: E402
+from mmcore.bench.timing import prepared_batches  # noqa: E402
 from mmcore.testing import make_trainer  # noqa: E402
 
 VARIANTS = ("unsupervised", "supervised")

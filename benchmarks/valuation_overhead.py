@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _workloads, when run as a script
 from _workloads import WORKLOADS, Workload  # noqa: E402
 
+from mmcore.bench.timing import CLOCKS, machine_description, measure_steps, prepared_batches, synchronize, timed_step  # noqa: E402
 from mmcore.hookspecs import hookimpl  # noqa: E402
 from mmcore.plugins import PluginHost  # noqa: E402
 from mmcore.registry import BuildContext, ComponentRegistry  # noqa: E402
@@ -102,51 +102,6 @@ def build_trainers(workload: Workload, num_modalities: int, device: str, smoke: 
     return trainers
 
 
-def prepared_batches(trainer: Trainer, count: int) -> list[Batch]:
-    """The first `count` training batches, already on the device: the loader is not being timed."""
-    batches = []
-    for batch in trainer.evaluator.train_loader(0, None):
-        batches.append(batch.to(trainer.device))
-        if len(batches) == count:
-            break
-    return batches
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# wall: elapsed time (the default). process: CPU seconds of this process, all threads — on a CPU
-# shared with other jobs (use --threads 1 with it) it counts our work, not our waiting.
-CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
-
-
-def timed_step(trainer: Trainer, batch: Batch, clock: Callable[[], float] = time.perf_counter) -> tuple[float, StepState]:
-    synchronize(trainer.device)
-    started = clock()
-    state = trainer.train_step([batch])
-    synchronize(trainer.device)
-    trainer.step += 1
-    return clock() - started, state
-
-
-def measure_steps(trainers: dict[str, Trainer], batches: list[Batch], rounds: int, steps: int,
-                  warmup: int, clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """Per-step seconds of each variant, `steps` consecutive steps per variant per round."""
-    for trainer in trainers.values():
-        for i in range(warmup):
-            timed_step(trainer, batches[i % len(batches)])
-    times: dict[str, list[float]] = {v: [] for v in trainers}
-    order = list(trainers)
-    for r in range(rounds):
-        for variant in order[r % len(order):] + order[: r % len(order)]:  # rotate who goes first
-            for i in range(steps):
-                batch = batches[(r * steps + i) % len(batches)]
-                times[variant].append(timed_step(trainers[variant], batch, clock)[0])
-    return times
-
-
 def measure_valuator_calls(trainers: dict[str, Trainer], batch: Batch, repeats: int,
                            clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds of one `valuator.value(state)` call (the valuator's whole added cost in the step)."""
@@ -185,7 +140,8 @@ def run_cell(workload: Workload, num_modalities: int, device: str, smoke: bool, 
              clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     trainers = build_trainers(workload, num_modalities, device, smoke)
     batches = prepared_batches(trainers["joint"], 2)
-    steps = measure_steps(trainers, batches, settings["rounds"], settings["steps"], settings["warmup"], clock)
+    per_clock = measure_steps(trainers, batches, settings["rounds"], settings["steps"], settings["warmup"], {"t": clock})
+    steps = {variant: times["t"] for variant, times in per_clock.items()}
     calls = measure_valuator_calls(trainers, batches[0], settings["calls"], clock)
     step_ms = {v: 1e3 * statistics.median(t) for v, t in steps.items()}
     call_ms = {v: 1e3 * statistics.median(t) for v, t in calls.items()}
@@ -237,19 +193,6 @@ def check_targets(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         verdicts.append({"workload": workload, "modalities": m, "ratio": ratio, "value": value,
                          "target": f"{op} {bound}", "met": met})
     return verdicts
-
-
-def machine_description(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    described = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                 "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
-    if device.type == "cuda":
-        described["gpu"] = torch.cuda.get_device_name(device)
-    return described
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
