@@ -220,10 +220,17 @@ class Trainer:
     def _forward_backward(self, state: StepState, scale: float) -> None:
         for b in self.balancers:
             b.before_forward(state)
+        with self.autocast():  # the forward and everything computed from it (losses, probes, balancers'
+            self._forward_losses(state)  # extra passes) in the run's precision; the backward outside
+        total = torch.stack([term.float() for term in state.losses.values()]).sum() * scale
+        self.nonfinite |= ~torch.isfinite(total.detach())  # read back only at logging points
+        (self.scaler.scale(total) if self.scaler is not None else total).backward()
+        self.hook.mmcore_after_backward(trainer=self, state=state)
+
+    def _forward_losses(self, state: StepState) -> None:
         batch = state.batch
-        with self.autocast():
-            labels = batch.label if self.labels_in_fusion else None
-            output = self.model(batch, active=state.active_modalities, labels=labels)
+        labels = batch.label if self.labels_in_fusion else None
+        output = self.model(batch, active=state.active_modalities, labels=labels)
         if state.pass_index == 0:
             state.output = output
         state.pass_outputs.append(output)
@@ -233,14 +240,9 @@ class Trainer:
         for kind, supervisor in zip(self._supervisor_kinds(), self.supervisors):
             state.losses |= {f"{kind}/{name}": term for name, term in supervisor.losses(state).items()}
         if state.pass_index == 0:
-            with self.autocast():  # probes see the features in the run's precision
-                state.values = {name: v.value(state) for name, v in self.valuators.all().items()}
+            state.values = {name: v.value(state) for name, v in self.valuators.all().items()}
         for b in self.balancers:
             b.before_backward(state)
-        total = torch.stack([term.float() for term in state.losses.values()]).sum() * scale
-        self.nonfinite |= ~torch.isfinite(total.detach())  # read back only at logging points
-        (self.scaler.scale(total) if self.scaler is not None else total).backward()
-        self.hook.mmcore_after_backward(trainer=self, state=state)
 
     def _supervisor_kinds(self) -> list[str]:
         return [c.kind for c in self.config.attention_supervisors]

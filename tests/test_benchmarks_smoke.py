@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -79,3 +80,21 @@ def test_naive_and_head_only_valuators_compute_the_same_game_on_mfeat():
     assert isinstance(trainers["naive"].valuators.all()["v"], bench.NaiveShapleyValuator)
     assert ours.coalitions.keys() == naive.coalitions.keys() and len(ours.coalitions) == 7
     assert torch.equal(ours.values, naive.values)
+
+
+def test_gpu_benchmark_tiny_cpu_run_times_every_method_in_both_precisions(tmp_path):
+    """benchmarks/gpu.py with tiny shapes on CPU: every installed method trains in fp32 and in bf16
+    autocast (its extra passes included), with a ratio against its baseline."""
+    gpu = load_benchmark("gpu")
+    out = tmp_path / "gpu.json"
+    gpu.main(["--device", "cpu", "--tiny", "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert set(results["precisions"]) == {"32", "bf16-mixed"}
+    for block in results["precisions"].values():
+        assert set(block["methods"]) | set(block["skipped"]) == set(gpu.METHODS)
+        assert {"joint", "joint_late"} <= set(block["methods"])
+        for name, row in block["methods"].items():
+            assert math.isfinite(row["ratio"]) and row["ratio"] > 0, name
+            assert row["parameters"] > 20_000_000  # two ResNet-18s
+            assert row["peak_memory_mb"] is None  # measured on CUDA only
+        assert block["methods"]["joint"]["ratio"] == 1.0
