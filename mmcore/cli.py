@@ -69,6 +69,8 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ev.add_argument("--noise", default="gaussian", choices=("gaussian", "laplace", "erasing", "mixed"))
     ev.add_argument("--level", default="feature", choices=("input", "feature"))
     ev.add_argument("--seed", type=int, default=0, help="corruption seed")
+    ev.add_argument("--modalities", type=lambda text: [m for m in text.split(",") if m], metavar="M1,M2",
+                    help="corrupt only these modalities (default: all)")
     ev.add_argument("--name", help="result file name under eval/ (default from the options)")
 
     plugins = sub.add_parser("plugins", parents=parents, help="list installed plugins as JSON")

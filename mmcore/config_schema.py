@@ -227,6 +227,12 @@ def _modality_problems(config: RunConfig) -> list[str]:
         for name in config.encoders
         if name not in listed
     ]
+    problems += [
+        f"$.data.corruption.{split}.modalities: no modality {m!r} in $.data.modalities"
+        for split, corruption in config.data.corruption.items()
+        for m in corruption.modalities
+        if m not in listed
+    ]
     return problems
 
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 from attrs import field, frozen
-from attrs.validators import and_, ge, in_, le
+from attrs.validators import and_, deep_iterable, ge, in_, instance_of, le
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -45,6 +45,12 @@ class CorruptionConfig:
         metadata={"help": "input: a data transform; feature: encoder outputs before fusion (the paper's protocol)"},
     )
     seed: int = field(default=0, metadata={"help": "corruption seed; with the sample index it fixes every draw"})
+    modalities: tuple[str, ...] = field(
+        default=(),
+        converter=tuple,
+        validator=deep_iterable(instance_of(str)),
+        metadata={"help": "corrupt only these modalities (missing and noise); empty = all"},
+    )
 
     @property
     def active(self) -> bool:
@@ -86,13 +92,37 @@ def _name_key(text: str) -> int:
 
 
 def split_missing_masks(
-    num_samples: int, config: CorruptionConfig, num_modalities: int, split: str = ""
+    num_samples: int, config: CorruptionConfig, num_modalities: int, split: str = "",
+    names: Sequence[str] = (),
 ) -> Tensor:
     """The split's missing masks (bool [N, M], True = kept) used by both corruption levels.
 
-    `split` salts the seed so that equally sized splits (val and test) get different masks."""
+    `split` salts the seed so that equally sized splits (val and test) get different masks. When
+    `config.modalities` names some of the modalities (`names`, in column order), only their columns
+    lose entries, exactly round(rate * N * k) of the N * k slots, drawn uniformly: the untouched
+    modalities keep every sample non-empty, so the keep-one rule of `missing_masks` is not needed."""
     seed = config.seed if not split else config.seed ^ _name_key(split)
-    return missing_masks(num_samples, num_modalities, config.missing_rate, seed)
+    targeted = targeted_columns(config, names, num_modalities)
+    if len(targeted) == num_modalities:
+        return missing_masks(num_samples, num_modalities, config.missing_rate, seed)
+    kept = torch.ones(num_samples, num_modalities, dtype=torch.bool)
+    slots = num_samples * len(targeted)
+    generator = torch.Generator().manual_seed(seed)
+    dropped = torch.randperm(slots, generator=generator)[: round(slots * config.missing_rate)]
+    columns = kept[:, targeted].flatten()
+    columns[dropped] = False
+    kept[:, targeted] = columns.view(num_samples, len(targeted))
+    return kept
+
+
+def targeted_columns(config: CorruptionConfig, names: Sequence[str], num_modalities: int) -> list[int]:
+    """Columns the corruption touches: every one, or those of `config.modalities` (which must be in `names`)."""
+    if not config.modalities:
+        return list(range(num_modalities))
+    unknown = [m for m in config.modalities if m not in names]
+    if unknown:
+        raise ValueError(f"corruption modalities {unknown} are not among the data's modalities {list(names)}")
+    return [names.index(m) for m in config.modalities]
 
 
 # -- counter-based random numbers --------------------------------------------------------------------
@@ -211,11 +241,10 @@ def corrupt_features(
     """Feature-level noise (Eq. 35) on encoder outputs [B, D] or [B, T, D] of the listed modalities.
 
     Missingness at this level is the split's `present` mask (see `split_missing_masks`); features of
-    modalities outside `modalities` pass through. `masks` keeps sequence padding untouched."""
+    modalities outside `modalities` (or outside `config.modalities` when it names some) pass through. `masks` keeps sequence padding untouched."""
     masks = masks or {}
-    return {
-        m: add_noise(x, index, config, m, masks.get(m)) if m in modalities else x for m, x in features.items()
-    }
+    targets = [m for m in modalities if not config.modalities or m in config.modalities]
+    return {m: add_noise(x, index, config, m, masks.get(m)) if m in targets else x for m, x in features.items()}
 
 
 class CorruptedDataset(Dataset[dict[str, Any]]):
@@ -228,7 +257,10 @@ class CorruptedDataset(Dataset[dict[str, Any]]):
         self.base = base
         self.config = config
         self.modalities = tuple(modalities)
-        self.kept = split_missing_masks(len(base), config, len(self.modalities), split)  # type: ignore[arg-type]
+        self.kept = split_missing_masks(len(base), config, len(self.modalities), split,  # type: ignore[arg-type]
+                                        names=self.modalities)
+        self.noisy = {m: config.level == "input" and config.noise_rate > 0
+                      and (not config.modalities or m in config.modalities) for m in self.modalities}
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -238,13 +270,12 @@ class CorruptedDataset(Dataset[dict[str, Any]]):
         kept = self.kept[index]
         present = item["present"] & kept
         row = torch.tensor([item["index"]], dtype=torch.long)
-        noisy = self.config.level == "input" and self.config.noise_rate > 0
         inputs = {}
         for column, m in enumerate(self.modalities):
             x = item["inputs"][m]
             if not bool(kept[column]):
                 x = torch.zeros_like(x)  # a missing modality carries no data (spec 4.6)
-            elif noisy:
+            elif self.noisy[m]:
                 mask = item["masks"].get(m)
                 x = add_noise(x[None], row, self.config, m, None if mask is None else mask[None])[0]
             inputs[m] = x
