@@ -21,11 +21,14 @@ class UsageError(MMCoreError):
 
 
 class DataError(MMCoreError):
-    """A data file is missing or unreadable; the message names the file."""
+    """A data file is missing or unreadable; the message names the file.
 
-    def __init__(self, path: object, reason: str) -> None:
+    `reason` may be omitted so that a loader worker's error, which torch re-raises in the main
+    process as `DataError(<worker traceback text>)`, stays a DataError (exit code 1)."""
+
+    def __init__(self, path: object, reason: str | None = None) -> None:
         self.path = str(path)
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{path}: {reason}" if reason is not None else str(path))
 
 
 class PluginError(MMCoreError):

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from mmcore.data.base import DataBundle, DataInfo
 from mmcore.data.loading import TensorSplit
+from mmcore.data.splits import stratified_split  # kept importable from here
 from mmcore.errors import ConfigError, DataError
 from mmcore.registry import BuildContext
 
@@ -102,24 +103,6 @@ def load_arrays(path: Path, views: tuple[str, ...]) -> tuple[dict[str, Tensor], 
             raise DataError(path, f"view {view!r} has shape {values.shape}; expected ({labels.shape[0]}, D)")
     inputs = {view: torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)) for view, values in arrays.items()}
     return inputs, torch.from_numpy(labels.astype(np.int64))
-
-
-def stratified_split(labels: Tensor, val_fraction: float, test_fraction: float, seed: int) -> dict[str, Tensor]:
-    """Row indices (sorted) of train / val / test, taking the fractions of every class separately."""
-    order = torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(seed))
-    # A stable sort by class keeps the random order inside each class: a shuffled class-by-class list.
-    by_class = order[torch.sort(labels[order], stable=True).indices]
-    class_sizes = torch.bincount(labels, minlength=NUM_CLASSES)
-    class_start = torch.cumsum(class_sizes, 0) - class_sizes
-    sorted_labels = labels[by_class]
-    rank_in_class = torch.arange(labels.numel()) - class_start[sorted_labels]
-    num_test = torch.round(class_sizes.double() * test_fraction).long()[sorted_labels]
-    num_val = torch.round(class_sizes.double() * val_fraction).long()[sorted_labels]
-    is_test = rank_in_class < num_test
-    is_val = ~is_test & (rank_in_class < num_test + num_val)
-    is_train = ~is_test & ~is_val
-    return {name: torch.sort(by_class[chosen]).values for name, chosen in
-            (("train", is_train), ("val", is_val), ("test", is_test))}
 
 
 def build_mfeat(config: MfeatConfig, ctx: BuildContext) -> DataBundle:
