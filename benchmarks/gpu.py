@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared workloads and helpers, as scripts
 from _workloads import WORKLOADS  # noqa: E402
-from valuation_overhead import machine_description, prepared_batches, synchronize  # noqa: E402
 
+from mmcore.bench.timing import machine_description, measure_steps, prepared_batches, synchronize, timed_step  # noqa: E402
 from mmcore.errors import MMCoreError  # noqa: E402
 from mmcore.plugins import PluginHost  # noqa: E402
 from mmcore.testing import make_trainer  # noqa: E402
@@ -79,28 +79,6 @@ def build_trainers(device: str, tiny: bool, precision: str) -> tuple[dict[str, A
     return trainers, skipped
 
 
-def timed_step(trainer: Any, batch: Any) -> float:
-    synchronize(trainer.device)
-    started = time.perf_counter()
-    trainer.train_step([batch])
-    synchronize(trainer.device)
-    trainer.step += 1
-    return time.perf_counter() - started
-
-
-def step_times(trainers: dict[str, Any], batches: list[Any], rounds: int, steps: int, warmup: int) -> dict[str, list[float]]:
-    for trainer in trainers.values():
-        for i in range(warmup):
-            timed_step(trainer, batches[i % len(batches)])
-    times: dict[str, list[float]] = {name: [] for name in trainers}
-    order = list(trainers)
-    for r in range(rounds):
-        for name in order[r % len(order):] + order[: r % len(order)]:  # rotate who goes first
-            for i in range(steps):
-                times[name].append(timed_step(trainers[name], batches[(r + i) % len(batches)]))
-    return times
-
-
 def resident_bytes(trainer: Any) -> int:
     tensors = [*trainer.model.parameters(), *trainer.model.buffers()]
     tensors += [p.grad for p in trainer.model.parameters() if p.grad is not None]
@@ -128,7 +106,7 @@ def parameter_count(trainer: Any) -> int:
 def run_precision(device: str, tiny: bool, precision: str, rounds: int, steps: int, warmup: int) -> dict[str, Any]:
     trainers, skipped = build_trainers(device, tiny, precision)
     batches = prepared_batches(trainers["joint"], 2)
-    times = step_times(trainers, batches, rounds, steps, warmup)
+    times = {name: t["wall"] for name, t in measure_steps(trainers, batches, rounds, steps, warmup).items()}
     rows = {}
     for name, trainer in trainers.items():
         median = statistics.median(times[name])
