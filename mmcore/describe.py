@@ -1,7 +1,7 @@
 """`mmcore kinds`: every kind with its config fields, defaults and help, from attrs metadata."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -58,21 +58,30 @@ def _describe(spec: KindSpec) -> list[str]:
     if spec.help:
         head += f"  {spec.help}"
     lines = [head] + ([f"      {'; '.join(facts)}"] if facts else [])
-    for field in attrs.fields(spec.config_cls):
-        shown = _default_text(field)
-        lines.append(f"      {field.name}: {_type_name(field.type)} {shown}  {field.metadata.get('help', '')}".rstrip())
+    for name, type_name, default, help_text in field_rows(spec.config_cls):
+        shown = "(required)" if default is None else f"= {default}"
+        lines.append(f"      {name}: {type_name} {shown}  {help_text}".rstrip())
     return lines
 
 
-def _default_text(field: attrs.Attribute) -> str:
+def field_rows(config_cls: type, show: Callable[[Any], str] = repr) -> list[tuple[str, str, str | None, str]]:
+    """(name, type, default, help) for each field of an attrs config class, as `mmcore kinds` and the
+    generated configuration reference show them; the default as `show` writes it, None when required."""
+    return [
+        (field.name, _type_name(field.type), _default_text(field, show), field.metadata.get("help", ""))
+        for field in attrs.fields(config_cls)
+    ]
+
+
+def _default_text(field: attrs.Attribute, show: Callable[[Any], str]) -> str | None:
     default = field.default
     if default is attrs.NOTHING:
-        return "(required)"
+        return None
     if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
         if default.takes_self:  # computed from the other fields: nothing to show without an instance
-            return "= (computed)"
+            return "(computed)"
         default = default.factory()
-    return f"= {default!r}"
+    return show(default)
 
 
 def _type_name(annotation: Any) -> str:
