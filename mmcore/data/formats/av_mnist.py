@@ -91,7 +91,7 @@ class NpyRowsSplit(Dataset[dict[str, Any]]):
             self._maps = {m: open_rows(path) for m, path in self.files.items()}
         row = self.rows[index]
         inputs = {
-            m: torch.from_numpy(np.asarray(array[row], dtype=np.float32).reshape(SHAPES[m])) * self.scale
+            m: torch.from_numpy(np.array(array[row], dtype=np.float32).reshape(SHAPES[m])) * self.scale
             for m, array in self._maps.items()
         }
         return {
