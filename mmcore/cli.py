@@ -1,4 +1,4 @@
-"""The `mmcore` command: run, validate, eval, plugins, kinds. User errors print one line each, no traceback."""
+"""The `mmcore` command: run, validate, eval, plugins, kinds, new-plugin. User errors print one line each, no traceback."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from mmcore.bench.command import add_bench_command
 from mmcore.errors import ConfigError, MMCoreError, UsageError
+from mmcore.report.command import add_report_command
 
 
 def _rate(text: str) -> float:
@@ -73,12 +75,20 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                     help="corrupt only these modalities (default: all)")
     ev.add_argument("--name", help="result file name under eval/ (default from the options)")
 
+    add_bench_command(sub, parents)  # handlers set through set_defaults(handler=...)
+    add_report_command(sub, parents)
+
     plugins = sub.add_parser("plugins", parents=parents, help="list installed plugins as JSON")
     plugins.add_argument("--all", action="store_true", help="include mmcore's built-ins")
     plugins.add_argument("--hook", help="only plugins that implement this hook")
 
     kinds = sub.add_parser("kinds", parents=parents, help="list kinds with their config fields, defaults and help")
     kinds.add_argument("slot", nargs="?", help="one slot (balancer, fusion, ...); default: all")
+
+    scaffold = sub.add_parser("new-plugin", parents=parents,
+                              help="write a plugin package (a balancer, a valuator, their tests) to start from")
+    scaffold.add_argument("name", help="snake_case: distribution mmcore-<name>, package mmcore_<name>, kinds <name>")
+    scaffold.add_argument("--dir", type=Path, default=Path("."), help="where to create <name>/ (default: here)")
 
 
 def _plugin_modules(argv: Sequence[str]) -> list[str]:
@@ -190,4 +200,16 @@ def cmd_kinds(args: argparse.Namespace, host: Any) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "eval": cmd_eval, "plugins": cmd_plugins, "kinds": cmd_kinds}
+def cmd_new_plugin(args: argparse.Namespace, host: Any) -> int:
+    from mmcore import __version__
+    from mmcore.scaffold import new_plugin
+
+    written = new_plugin(args.name, args.dir, host.registry, __version__)
+    root = args.dir / args.name
+    print(f"created {root}/:", *(f"  {path.relative_to(root)}" for path in written), sep="\n")
+    print(f"next: pip install -e \"{root}[test]\" && python -m pytest {root}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "eval": cmd_eval, "plugins": cmd_plugins, "kinds": cmd_kinds,
+            "new-plugin": cmd_new_plugin}
