@@ -1,0 +1,194 @@
+"""`mmcore bench` and `mmcore report` on a tiny grid (synthetic data, one epoch, built-in kinds only):
+resumption, selection, the results files, the cost and robustness columns, and the report's figures."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmcore.bench.grid import load_grid
+from mmcore.bench.runner import Selection, run_bench
+from mmcore.cli import main
+from mmcore.errors import MMCoreError
+from mmcore.hookspecs import hookimpl
+from mmcore.plugins import PluginHost
+
+BASE = '''
+[run]
+name = "tiny"
+epochs = 1
+device = "cpu"
+log_every_steps = 1000
+probe = false
+
+[data]
+kind = "synthetic"
+modalities = ["a", "b"]
+batch_size = 32
+train_size = 64
+val_size = 32
+test_size = 32
+num_classes = 3
+dim = 6
+signal = [2.0, 0.5]
+
+[encoders.a]
+kind = "mlp"
+hidden = [8]
+[encoders.b]
+kind = "mlp"
+hidden = [8]
+
+[fusion]
+kind = "concat"
+
+[optimizer]
+kind = "sgd"
+lr = 0.1
+'''
+
+GRID = '''
+[bench]
+base = "base.toml"
+seeds = [0, 1]
+description = "Two fusions on a weak-b synthetic set."
+
+[datasets.weak_b]
+
+[methods.joint]
+[methods.late]
+replace.fusion = {{ kind = "late" }}
+{late_set}
+
+[robustness]
+rates = {rates}
+
+[cost]
+enabled = {cost}
+rounds = 1
+steps = 1
+warmup = 1
+memory_steps = 1
+'''
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_grid(root: Path, rates: str = "[]", cost: str = "false", late_set: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "base.toml").write_text(BASE)
+    (root / "grid.toml").write_text(GRID.format(rates=rates, cost=cost, late_set=late_set))
+    return root / "grid.toml"
+
+
+class TrainStarts:
+    """Records the run directory of every training that starts."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+    @hookimpl
+    def mmcore_train_start(self, trainer) -> None:
+        self.runs.append("/".join(trainer.run_dir.parts[-2:]))
+
+
+def bench(grid_path: Path, out: Path, selection: Selection = Selection()) -> tuple[dict, list[str]]:
+    recorder = TrainStarts()
+    host = PluginHost(autoload=False, modules=[recorder])
+    outcome = run_bench(load_grid(grid_path), host, out, selection, log=lambda line: None)
+    return outcome, recorder.runs
+
+
+def test_finished_cells_are_skipped_and_interrupted_or_changed_ones_trained_again(tmp_path):
+    grid_path, out = write_grid(tmp_path), tmp_path / "bench"
+    outcome, trained = bench(grid_path, out)
+    assert trained == ["joint/seed0", "late/seed0", "joint/seed1", "late/seed1"]
+    summaries = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/*/*/summary.json")}
+    assert len(summaries) == 4
+    interrupted = out / "cells/weak_b/late/seed1"
+    (interrupted / "summary.json").unlink()  # as a kill before the trainer's last, atomic write leaves it
+    (interrupted / "leftover.txt").write_text("from the interrupted run")
+    outcome, trained = bench(grid_path, out)
+    assert trained == ["late/seed1"] and len(outcome["skipped"]) == 3
+    assert not (interrupted / "leftover.txt").exists()  # the interrupted cell's directory was wiped first
+    for path, mtime in summaries.items():
+        if path.parent != interrupted:
+            assert path.stat().st_mtime_ns == mtime
+    write_grid(tmp_path, late_set='set = ["optimizer.lr = 0.05"]')  # the late cells' config changes
+    outcome, trained = bench(grid_path, out)
+    assert trained == ["late/seed0", "late/seed1"] and outcome["skipped"] == ["weak_b/joint/seed0", "weak_b/joint/seed1"]
+
+
+def test_a_selection_trains_its_cells_and_the_results_list_the_rest(tmp_path, capsys):
+    grid_path, out = write_grid(tmp_path), tmp_path / "bench"
+    _, trained = bench(grid_path, out, Selection(methods=["joint"], seeds=[1]))
+    assert trained == ["joint/seed1"]
+    text = (out / "results.md").read_text()
+    assert "`weak_b/late/seed0` (not run yet)" in text and "`weak_b/joint/seed0` (not run yet)" in text
+    assert main(["bench", str(grid_path), "--out", str(out), "--methods", "nope"]) == 2
+    assert "error: --methods: 'nope' is not in the grid (joint, late)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def finished_bench(tmp_path_factory) -> Path:
+    """The whole pipeline through the CLI, robustness and cost (with peak memory) included."""
+    root = tmp_path_factory.mktemp("bench")
+    grid_path = write_grid(root, rates="[0.0, 0.5, 1.0]", cost="true")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+        assert main(["bench", str(grid_path), "--out", str(root / "out")]) == 0
+    return root / "out"
+
+
+def test_bench_writes_one_results_table_with_robustness_and_cost(finished_bench):
+    with open(finished_bench / "results.csv", newline="") as handle:
+        rows = {(r["method"], r["metric"]): r for r in csv.DictReader(handle)}
+    summaries = {s: json.loads((finished_bench / f"cells/weak_b/late/seed{s}/summary.json").read_text()) for s in (0, 1)}
+    joint = {s: json.loads((finished_bench / f"cells/weak_b/joint/seed{s}/summary.json").read_text()) for s in (0, 1)}
+    late = rows["late", "acc"]
+    assert float(late["mean"]) == pytest.approx((summaries[0]["test"]["acc"] + summaries[1]["test"]["acc"]) / 2)
+    gains = [summaries[s]["test"]["acc"] - joint[s]["test"]["acc"] for s in (0, 1)]
+    assert float(late["gain"]) == pytest.approx(sum(gains) / 2) and late["pairs"] == "2"
+    for curve in ("missing/all", "missing/a", "missing/b", "noise/all", "noise/a", "noise/b"):
+        assert 0.0 <= float(rows["late", f"rel_robust/{curve}"]["mean"]) <= 1.0
+        assert float(rows["joint", f"eff_robust/{curve}"]["mean"]) == 0.0  # the baseline against itself
+    sweep = json.loads((finished_bench / "cells/weak_b/late/seed0/robustness.json").read_text())
+    assert sweep["curves"]["noise/all"][0] == pytest.approx(summaries[0]["test"]["acc"])  # rate 0: the clean score
+    assert float(rows["joint", "cost/step_ratio"]["mean"]) == 1.0 and float(rows["late", "cost/step_ms"]["mean"]) > 0
+    assert int(float(rows["late", "cost/params"]["mean"])) > int(float(rows["joint", "cost/params"]["mean"]))
+    assert float(rows["late", "cost/peak_mib"]["mean"]) > 0  # measured in a spawned process
+    text = (finished_bench / "results.md").read_text()
+    assert "| method | acc | Δ acc | acc/a | Δ acc/a | acc/b | Δ acc/b | value/a | value/b |" in text
+    assert "| method | missing/all | missing/a | missing/b | noise/all | noise/a | noise/b |" in text
+    assert "| method | step ms | × joint | parameters | peak MiB | train s (runs) |" in text
+
+
+def test_report_draws_the_bench_and_embeds_every_figure(finished_bench, tmp_path):
+    page = tmp_path / "docs" / "results.md"
+    assert main(["report", str(finished_bench), "--out", str(tmp_path / "docs" / "results"), "--page", str(page)]) == 0
+    text = page.read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert sorted(Path(i).name for i in images) == ["curves_weak_b.png", "gains.png", "robustness_weak_b.png"]
+    for image in images:
+        assert (page.parent / image).read_bytes()[:8] == PNG
+    assert text.splitlines()[5].startswith("mmcore bench ") and f"mmcore report {finished_bench}" in text
+    assert text.count('<img src="') == 0 and page.with_suffix(".html").read_text().count('<img src="') == 3
+
+
+def test_report_of_one_run_and_without_matplotlib(finished_bench, monkeypatch, capsys):
+    run_dir = finished_bench / "cells/weak_b/joint/seed0"
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report" / "curves.png").read_bytes()[:8] == PNG
+    assert "![validation accuracy and Shapley shares per epoch](curves.png)" in (run_dir / "report/index.md").read_text()
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the plots extra were not installed
+    assert main(["report", str(run_dir)]) == 1
+    assert "matplotlib, which is not installed: pip install 'mmcore[plots]'" in capsys.readouterr().err
+    assert main(["report", str(finished_bench / "cells")]) == 2
+    with pytest.raises(MMCoreError):
+        from mmcore.report.plots import _figure
+
+        _figure(1, 1)
