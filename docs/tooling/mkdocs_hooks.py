@@ -61,8 +61,9 @@ def _first_code_block(path: Path, heading: str, where: str) -> str:
 
 
 def on_serve(server: Any, config: Any, builder: Any) -> Any:
-    """`mkdocs serve` rebuilds when a README or a plugin's config classes change."""
+    """`mkdocs serve` rebuilds when a README changes. (Config classes are imported once: restart
+    `mkdocs serve` to see a changed help text in the configuration reference.)"""
     root = _root(config)
-    for path in [root / "README.md", root / "plugins", root / "mmcore"]:
-        server.watch(str(path))
+    for readme in [root / "README.md", *root.glob("plugins/*/README.md")]:
+        server.watch(str(readme))
     return server
