@@ -98,3 +98,18 @@ def test_gpu_benchmark_tiny_cpu_run_times_every_method_in_both_precisions(tmp_pa
             assert row["parameters"] > 20_000_000  # two ResNet-18s
             assert row["peak_memory_mb"] is None  # measured on CUDA only
         assert block["methods"]["joint"]["ratio"] == 1.0
+
+
+def test_data_throughput_smoke_run_measures_every_format_with_0_and_2_workers(tmp_path):
+    bench = load_benchmark("data_throughput")
+    out = tmp_path / "throughput.json"
+    bench.main(["--smoke", "--out", str(out)])
+    results = json.loads(out.read_text())
+    cells = {(c["format"], c["workers"]): c for c in results["cells"]}
+    assert set(cells) == {(name, workers) for name in bench.FORMATS for workers in (0, 2)}
+    assert len(bench.FORMATS) == 10 and {name.split("/")[0] for name in bench.FORMATS} == {
+        "crema_d", "kinetics_sounds", "ave", "av_mnist", "cmu_mosi", "cmu_mosei", "ur_funny", "mustard"}
+    for cell in cells.values():
+        assert cell["samples"] > 0 and cell["samples"] % results["batch_size"] == 0
+        assert cell["samples_per_s"] > 0 and cell["first_batch_s"] > 0
+    assert results["machine"]["cpu_count"] >= 1 and "shared" in results["note"]

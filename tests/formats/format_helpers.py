@@ -58,3 +58,35 @@ def load_bundle(tmp_path: Path, data: dict[str, Any]) -> DataBundle:
 def whole(split: Any) -> Any:
     """Every row of a split as one collated Batch."""
     return collate([split[i] for i in range(len(split))])
+
+
+def fixture_data(dataset: str, data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """[data] keys that point a configs/<dataset>/*.toml at a small fixture of that dataset's layout
+    under `folder` (written on first use), with small frames."""
+    fx, target = fixtures(), folder / dataset
+    fresh = not target.exists()
+    if dataset == "crema_d":
+        if fresh:
+            fx.write_crema_d(target, 4, 1, frames=3)
+        return {"root": str(target), "image_size": 32, "val_fraction": 0.25}
+    if dataset == "kinetics_sounds":
+        if fresh:
+            fx.write_kinetics_sounds(target, 2, 1, num_classes=31, frames=3, fbank_frames=1024)
+        return {"root": str(target), "image_size": 32, "val_fraction": 0.5}
+    if dataset == "ave":
+        if fresh:
+            fx.write_ave(target, {"train": 4, "val": 1, "test": 1})
+        return {"root": str(target), "image_size": 32, "trusted": True}
+    if dataset == "av_mnist":
+        if fresh:
+            fx.write_av_mnist(target, 40, 8)
+        return {"root": str(target), "val_size": 8}
+    counts = {"train": 24, "valid": 8, "test": 8}
+    path = target / f"{data.get('format', 'default')}.pkl"
+    if not path.exists():
+        if data.get("format", "mmsa") == "mmsa" and dataset in ("cmu_mosi", "cmu_mosei"):
+            tables = fx.mmsa_tables(counts, (50, 50, 50), (768, 74, 35))
+        else:
+            tables = fx.front_padded_tables(counts, (50, 50, 50), (300, 81, 371), (0.0, 1.0))
+        fx.write_pickle(path, tables)
+    return {"path": str(path), "trusted": True}

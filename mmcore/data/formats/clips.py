@@ -95,6 +95,8 @@ def keep_complete(
             f"missing ({dropped} of {len(clips)} clips listed in {list_path} lack a file; "
             "set skip_missing = true in [data] to leave them out)",
         )
+    if dropped == len(clips):
+        raise DataError(list_path, "lists no clips" if not clips else "no listed clip has all its files")
     if dropped:
         log.warning("%s: %d of %d listed clips lack a file and are left out", list_path, dropped, len(clips))
     return [c for c, ok in zip(clips, complete) if ok], [y for y, ok in zip(labels, complete) if ok]
@@ -133,4 +135,8 @@ def carve(clips: list[str], labels: list[int], fraction: float, seed: int) -> tu
         return [clips[i] for i in rows.tolist()], [labels[i] for i in rows.tolist()]
 
     train_rows, val_rows = carve_validation(torch.tensor(labels, dtype=torch.long), fraction, seed)
+    for rows, left in ((val_rows, "validation"), (train_rows, "training")):
+        if rows.numel() == 0:
+            raise ConfigError(f"$.data.val_fraction: {fraction} of each class of the {len(clips)} listed training "
+                              f"clips leaves no {left} clip (it takes round(class size x fraction) per class)")
     return pick(train_rows), pick(val_rows)
