@@ -11,7 +11,8 @@ from mmcore.model import MultimodalModel
 from mmcore.plugins import PluginHost
 from mmcore.probe import linear_probe_accuracy
 from mmcore.registry import BuildContext, ComponentRegistry
-from mmcore.sharpness import Ascent, ascent_step, frozen_batchnorm_statistics, gradient_params, mean_over_ranks, perturbed
+from mmcore.distributed import global_mean, global_sum, mean_over_ranks, sum_over_ranks
+from mmcore.sharpness import Ascent, ascent_step, frozen_batchnorm_statistics, gradient_params, perturbed
 from mmcore.trainer import Trainer
 from mmcore.types import AttentionRecord, Batch, FusionOutput, ModalityValues, ModelOutput, StepState
 from mmcore.valuation import eval_mode, shapley, value_modalities
@@ -24,9 +25,12 @@ __all__ = [
     "Ascent",
     "ascent_step",
     "frozen_batchnorm_statistics",
+    "global_mean",
+    "global_sum",
     "gradient_params",
     "mean_over_ranks",
     "perturbed",
+    "sum_over_ranks",
     "CAPABILITIES",
     "VALUE_FUNCTIONS",
     "AttentionRecord",

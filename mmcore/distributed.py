@@ -6,10 +6,12 @@ with batch N·B for joint training. Rank 0 alone writes the run directory.
 from __future__ import annotations
 
 import os
+from typing import Any, Sequence
+
 import torch
 import torch.distributed as dist
 from attrs import frozen
-from torch import nn
+from torch import Tensor, nn
 
 
 @frozen
@@ -25,6 +27,68 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def world_size() -> int:
+    """Ranks in the running process group; 1 without one."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@torch.no_grad()
+def sum_over_ranks(tensors: Sequence[Tensor]) -> None:
+    """Sum tensors over DDP ranks in place, with one flat all-reduce; a no-op on one process.
+    Plugins use it (and `mean_over_ranks`) for the batch statistics they compute, so that N ranks
+    see what one rank with the global batch would see (DESIGN.md section 8)."""
+    if world_size() == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        t.copy_(part.view_as(t))
+
+
+@torch.no_grad()
+def mean_over_ranks(tensors: Sequence[Tensor]) -> None:
+    """Average tensors over DDP ranks in place (one flat all-reduce); a no-op on one process."""
+    world = world_size()
+    sum_over_ranks(tensors)
+    if world > 1:
+        torch._foreach_div_(list(tensors), world)
+
+
+def global_mean(total: Tensor, count: Tensor) -> Tensor:
+    """A loss term's mean over the global batch: `total` (this rank's sum, differentiable) over the
+    count of every rank, times the number of ranks — the trainer averages gradients over ranks, so
+    the ranks' terms add up to the global batch's mean even when ranks count different numbers of
+    valid samples or tokens. total / count on one process; `count` is not differentiated. Each
+    rank's value of the term is its share, so a rank logs its share, not the global mean."""
+    world = world_size()
+    if world == 1:
+        return total / count.clamp_min(1)
+    count = count.detach().clone()
+    sum_over_ranks([count])
+    return world * total / count.clamp_min(1)
+
+
+def global_sum(tensor: Tensor) -> Tensor:
+    """The sum over ranks of a tensor that a loss uses as a statistic of the global batch (class
+    means, say), with gradients: every rank computes the same loss from it, and the all-reduce's
+    backward brings each rank's samples the gradient of that one loss. The tensor itself on one process."""
+    if world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(tensor)
+
+
+def gather_to_main(obj: Any, info: DistInfo) -> list[Any] | None:
+    """Every rank's `obj` as a list by rank on rank 0, None on the others ([obj] on one process):
+    the per-rank state a checkpoint keeps (each rank's private generators)."""
+    if not info.enabled:
+        return [obj]
+    gathered: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
 
 
 def init_from_env() -> DistInfo:

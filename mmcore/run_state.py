@@ -15,7 +15,7 @@ from torch import Tensor
 from mmcore import distributed
 from mmcore.checkpoint import load_checkpoint, save_checkpoint
 from mmcore.control import plan_from_state, plan_to_state
-from mmcore.errors import ConfigError, NonFiniteLossError
+from mmcore.errors import ConfigError, NonFiniteLossError, UsageError
 from mmcore.logging import write_json_atomic
 from mmcore.probe import linear_probe_accuracy
 
@@ -74,8 +74,9 @@ class RunState:
             if tag == "best":  # no directory: keep the best weights in memory for the final test
                 self._memory[tag] = {k: v.clone() for k, v in weights.items()}
             return
+        generators = distributed.gather_to_main(t.generators.state_dict(), t.dist)  # each rank's own draws
         if t.dist.is_main:  # rank 0 writes; the barrier keeps the others from reading a half-written one
-            state = self.training_state()
+            state = self.training_state() | {"generators": generators}
             t.hook.mmcore_save_checkpoint(trainer=t, checkpoint=state["plugins"])
             save_checkpoint(path, weights, state, t.config_toml)
         distributed.barrier(t.dist)
@@ -107,7 +108,7 @@ class RunState:
             "optimizer": t.optimizer.state_dict(),
             "scheduler": t.scheduler.state_dict() if t.scheduler is not None else None,
             "scaler": t.scaler.state_dict() if t.scaler is not None else None,
-            "generators": t.generators.state_dict(),
+            "generators": [t.generators.state_dict()],  # one entry per rank (save gathers them)
             "plan": plan_to_state(t.plan),
             "loader": t.loader_state,
             "balancers": [b.state_dict() for b in t.balancers],
@@ -135,7 +136,10 @@ class RunState:
             t.scheduler.load_state_dict(s["scheduler"])
         if t.scaler is not None:
             t.scaler.load_state_dict(s["scaler"])
-        t.generators.load_state_dict(s["generators"])
+        if len(s["generators"]) != t.dist.world_size:
+            raise UsageError(f"{self.directory('last')}: saved by a run on {len(s['generators'])} rank(s); resume it "
+                             f"on as many (torchrun --nproc-per-node {len(s['generators'])}), not {t.dist.world_size}")
+        t.generators.load_state_dict(s["generators"][t.dist.rank])
         t.plan, t.loader_state = plan_from_state(s["plan"]), s["loader"]
         for b, state in zip(t.balancers, s["balancers"]):
             b.load_state_dict(state)

@@ -6,7 +6,6 @@
 - the perturbed pass runs at w + ε and the saved weights are copied back exactly (not w + ε − ε,
   which rounds), so the optimizer steps from the original weights;
 - BatchNorm running statistics stay frozen in the perturbed pass (it sees the same batch again);
-- the mean over DDP ranks of a gradient the owner keeps (the trainer averages only in `finish`).
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import contextlib
 from typing import Iterator, NamedTuple, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 SAM_EPSILON = 1e-12  # davda54: rho / (norm + 1e-12)
@@ -78,23 +76,3 @@ def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
     finally:
         for b, s in zip(buffers, saved):
             b.copy_(s)
-
-
-def distributed_world() -> int:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
-@torch.no_grad()
-def mean_over_ranks(tensors: Sequence[Tensor]) -> None:
-    """Average tensors of identical shapes over DDP ranks in place (one flat all-reduce); a no-op
-    on one process."""
-    world = distributed_world()
-    if world == 1 or not tensors:
-        return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    flat /= world
-    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
-        t.copy_(part.view_as(t))

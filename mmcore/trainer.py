@@ -17,6 +17,7 @@ from mmcore.generators import Generators
 from mmcore.logging import RunLogger
 from mmcore.run_state import RunState
 from mmcore.types import Batch, StepState
+from mmcore.valuation import averaged_over_ranks
 
 
 class _Silent:
@@ -240,7 +241,7 @@ class Trainer:
         for kind, supervisor in zip(self._supervisor_kinds(), self.supervisors):
             state.losses |= {f"{kind}/{name}": term for name, term in supervisor.losses(state).items()}
         if state.pass_index == 0:
-            state.values = {name: v.value(state) for name, v in self.valuators.all().items()}
+            state.values = {name: averaged_over_ranks(v.value(state)) for name, v in self.valuators.all().items()}
         for b in self.balancers:
             b.before_backward(state)
 

@@ -11,6 +11,8 @@ import torch
 from attrs import define, evolve, field
 from torch import Tensor
 
+from mmcore.distributed import mean_over_ranks
+
 if TYPE_CHECKING:
     from mmcore.control import TrainControl
     from mmcore.model import MultimodalModel
@@ -97,10 +99,21 @@ class ModalityValues:
         i = self.modalities.index(modality)
         return self.values[i] if self.values.dim() != 2 else self.values[:, i]
 
+    def batch_mean(self) -> Tensor:
+        """[M]: each modality's value for the step's whole batch — per-batch values as they are (the
+        trainer has averaged them over DDP ranks), per-sample ones averaged over the samples of
+        every rank, detached (a batch statistic, DESIGN.md section 8)."""
+        if self.values.dim() == 1:
+            return self.values
+        if self.values.dim() != 2:
+            raise ValueError("logit attributions [M, B, C] have no one value per modality")
+        mean = self.values.detach().mean(0)
+        mean_over_ranks([mean])
+        return mean
+
     def shares(self) -> Tensor:
         """Per-batch values normalised to sum to one (clamped at zero first)."""
-        v = self.values if self.values.dim() == 1 else self.values.mean(0)
-        v = v.clamp_min(0)
+        v = self.batch_mean().clamp_min(0)
         total = v.sum()
         uniform = torch.full_like(v, 1.0 / v.numel())
         return torch.where(total > 0, v / total.clamp_min(torch.finfo(v.dtype).tiny), uniform)  # no host sync

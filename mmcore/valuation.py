@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from mmcore.distributed import mean_over_ranks, world_size
 from mmcore.types import Batch, ModalityValues
 from mmcore.value_functions import VALUE_FUNCTIONS, ValueFunction
 
@@ -321,3 +322,15 @@ def naive_value_modalities(
 
     with torch.no_grad(), eval_mode(model):
         return shapley(value_of, model.modalities, empty=empty, method=method, samples=samples, generator=generator)
+
+
+def averaged_over_ranks(values: ModalityValues) -> ModalityValues:
+    """Per-batch values [M] (and the per-batch coalition values behind them) are batch statistics:
+    under DDP the trainer replaces them by their mean over ranks, the global batch's values when
+    the rank batches are equal. Per-sample and per-logit values stay each rank's own."""
+    if values.values.dim() != 1 or world_size() == 1:
+        return values
+    reduced = values.values.detach().clone()
+    coalitions = {c: v.detach().clone() for c, v in values.coalitions.items() if v.dim() == 0}
+    mean_over_ranks([reduced, *coalitions.values()])
+    return ModalityValues(reduced, values.modalities, values.coalitions | coalitions)

@@ -62,12 +62,11 @@ class MSAM(mmcore.Balancer):
 
     def _weigh(self, state: mmcore.StepState, stash: dict[str, Any]) -> None:
         """ν, the dominant modality d and ν_d from this batch's Shapley values (pass 0 only)."""
-        values = state.values[self.values_key].values
+        valued = state.values[self.values_key]
+        values = valued.values
         if values.dim() == 3:
             raise ValueError("msam needs one value per modality (per batch or per sample), not logit attributions")
-        batch_values = (values if values.dim() == 1 else values.mean(0)).detach().float().clone()
-        mean_over_ranks([batch_values])  # one dominant modality on every rank
-        nu, fallback = normalised_shares(batch_values)
+        nu, fallback = normalised_shares(valued.batch_mean().detach().float())  # the global batch's, on every rank
         nu = self._smoothed(nu)
         dominant = dominant_modality(nu, self.previous)
         self.previous = dominant

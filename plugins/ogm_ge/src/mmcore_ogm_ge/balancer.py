@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 import mmcore
@@ -62,7 +61,8 @@ class OGMGE(mmcore.Balancer):
             for m in self.modalities:
                 state.metrics[f"balancer/{KIND}/coef/{m}"] = 1.0
             return
-        scores = _all_reduce_sum(state.private(KIND)["scores"])
+        scores = state.private(KIND)["scores"].clone()
+        mmcore.sum_over_ranks([scores])  # batch sums: under DDP the ratios are those of the global batch
         ratios = discrepancy_ratios(scores, self.config.ratio)
         coefficients = modulation_coefficients(ratios, self.config.alpha, self.config.variant)
         generator = state.generator(KIND, shared=True) if self.config.ge else None  # same draws on every rank
@@ -76,14 +76,6 @@ class OGMGE(mmcore.Balancer):
     def state_dict(self) -> dict[str, Any]:
         return {}  # no state across steps: the coefficient is recomputed per batch; the noise
         # generator belongs to the trainer, which checkpoints it
-
-
-def _all_reduce_sum(scores: Tensor) -> Tensor:
-    """Scores are batch sums: under DDP the ratio must be that of the global batch."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        scores = scores.clone()
-        dist.all_reduce(scores)
-    return scores
 
 
 def build_ogm_ge(config: OGMGEConfig, ctx: mmcore.BuildContext) -> OGMGE:

@@ -132,7 +132,7 @@ class PaSEFusion(mmcore.Fusion):
 
     def _learn_prototypes(self, u: Tensor, present: Tensor, classes: Tensor, logits_k: Tensor) -> dict[str, Tensor]:
         cfg = self.config
-        means, counts = prototypes.class_statistics(u, present, classes, self.num_classes)
+        means, counts = prototypes.global_statistics(u, present, classes, self.num_classes)
         aux = {}
         if cfg.pcl_weight > 0:
             aux["pase/pcl"] = cfg.pcl_weight * self._calibration(u, present, classes, logits_k).sum()
@@ -141,9 +141,8 @@ class PaSEFusion(mmcore.Fusion):
                                                       cfg.momentum, cfg.cal_prototypes)
             aux["pase/cal"] = cfg.cal_weight * self._inter_losses(fresh, valid).sum()
         with torch.no_grad():  # new tensors, not in-place: the old buffers are saved for backward
-            means, counts = prototypes.global_statistics(means.detach(), counts)
             self.prototypes, self.initialised = prototypes.ema_prototypes(
-                self.prototypes, self.initialised, means, counts, cfg.momentum)
+                self.prototypes, self.initialised, means.detach(), counts, cfg.momentum)
         return aux
 
     def _calibration(self, u: Tensor, present: Tensor, classes: Tensor, logits_k: Tensor) -> Tensor:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+import mmcore
+
 # Logit for classes without a prototype: far below any cos / tau, but finite, so a modality
 # without any prototype yet gives a uniform distribution instead of NaN.
 MASKED = -1e4
@@ -25,15 +27,17 @@ def class_statistics(features: Tensor, present: Tensor, classes: Tensor, num_cla
     return sums / counts.clamp_min(1).unsqueeze(-1), counts
 
 
-def global_statistics(means: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
-    """Class means and counts over every DDP rank's batch (unchanged on one process), so the EMA
-    moves as it would with the global batch; the losses keep each rank's own batch."""
+def global_statistics(features: Tensor, present: Tensor, classes: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-modality class means [M, K, D] of the global batch — every DDP rank's samples, with
+    gradients to this rank's — and the counts behind them [M, K]; `class_statistics` on one process.
+    Both the fresh prototypes CAL aligns and the EMA update use them, as one rank with the global
+    batch would."""
+    means, counts = class_statistics(features, present, classes, num_classes)
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return means, counts
-    sums = means * counts.unsqueeze(-1)
-    torch.distributed.all_reduce(sums)
+    sums = mmcore.global_sum(means * counts.unsqueeze(-1))
     counts = counts.clone()
-    torch.distributed.all_reduce(counts)
+    mmcore.sum_over_ranks([counts])
     return sums / counts.clamp_min(1).unsqueeze(-1), counts
 
 
@@ -80,8 +84,9 @@ def _usable(classes: Tensor, present: Tensor, initialised: Tensor) -> Tensor:
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """[M]: the mean over each modality's usable samples of the global batch (DDP ranks included)."""
     weights = mask.to(values.dtype)
-    return (values * weights).sum(1) / weights.sum(1).clamp_min(1)
+    return mmcore.global_mean((values * weights).sum(1), weights.sum(1))
 
 
 def gate_similarity(logits: Tensor, cosines: Tensor, initialised: Tensor, mode: str) -> Tensor:

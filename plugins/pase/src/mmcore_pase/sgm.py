@@ -99,12 +99,13 @@ class ShapleyGradientModulation(mmcore.Balancer):
 
     def _values(self, state: mmcore.StepState) -> Tensor:
         if self.values_key is not None:
-            values = state.values[self.values_key].values
-            if values.dim() == 3:
+            values = state.values[self.values_key]
+            if values.values.dim() == 3:
                 raise mmcore.ConfigError(f"$.balancers: {KIND} needs a scalar value function (one value per "
                                          "modality and sample), not logit attributions")
-            return values.mean(0) if values.dim() == 2 else values
-        return proxy_values(state.model.fusion, self.modalities, self.config, state.generator(KIND))
+            return values.batch_mean()  # the global batch's under DDP
+        return proxy_values(state.model.fusion, self.modalities, self.config,
+                            state.generator(KIND, shared=True))  # the same draws on every rank
 
     def _log(self, state: mmcore.StepState, shares: Tensor, phi: Tensor, second_phase: bool) -> None:
         for m, share, factor in zip(self.modalities, shares, phi):

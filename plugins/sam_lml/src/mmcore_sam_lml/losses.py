@@ -11,11 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+import mmcore
+
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of `values` where `mask` is True; 0 (with a gradient path) when nothing is selected."""
+    """Mean of `values` where `mask` is True, over the global batch under DDP (ranks may hold
+    different numbers of valid steps); 0 (with a gradient path) when nothing is selected."""
     weights = mask.to(values.dtype)
-    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+    return mmcore.global_mean((values * weights).sum(), weights.sum())
 
 
 def pair_mask(query_mask: Tensor, key_mask: Tensor) -> Tensor:
