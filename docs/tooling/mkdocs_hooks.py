@@ -4,7 +4,10 @@
   (readme_pages.py), and the Methods section of the navigation lists them;
 - `configuration.md` is rendered from the attrs metadata of the installed kinds (config_reference.py);
 - `<!-- include-code FILE "HEADING" -->` in a page is replaced by the first code block under that
-  heading of docs/FILE, so a page can show a block whose source of truth is elsewhere.
+  heading of docs/FILE, and `<!-- include-section FILE "HEADING" -->` by the text of that section
+  (up to the next heading of its level or above), so a page can show text whose source of truth is
+  elsewhere (DESIGN.md);
+- lists are read as GitHub reads them (gfm_lists.py), since the READMEs are written for GitHub.
 """
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from config_reference import render as render_configuration
+from gfm_lists import gfm_lists
 from readme_pages import page_markdown, readme_pages
 
-_INCLUDE = re.compile(r'<!-- include-code (\S+) "([^"]+)" -->')
+_INCLUDE = re.compile(r'<!-- include-(code|section) (\S+) "([^"]+)" -->')
 _NAV_METHODS = "Methods"
 
 
@@ -48,16 +52,34 @@ def on_files(files: Any, config: Any) -> Any:
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     docs = Path(config.docs_dir)
-    return _INCLUDE.sub(lambda m: _first_code_block(docs / m.group(1), m.group(2), page.file.src_uri), markdown)
+
+    def include(m: re.Match) -> str:
+        what, path, heading = m.group(1), docs / m.group(2), m.group(3)
+        body = _section(path.read_text(), heading)
+        if body is None:
+            raise ValueError(f"{page.file.src_uri}: include-{what}: no heading {heading!r} in {path}")
+        block = re.search(r"^```[^\n]*\n.*?^```$", body, flags=re.M | re.S) if what == "code" else None
+        if what == "code" and block is None:
+            raise ValueError(f"{page.file.src_uri}: include-code: no code block under {heading!r} in {path}")
+        return block.group(0) if block else body.strip()
+
+    return gfm_lists(_INCLUDE.sub(include, markdown))
 
 
-def _first_code_block(path: Path, heading: str, where: str) -> str:
-    text = path.read_text()
-    start = text.find(f"\n{heading}")
-    block = re.search(r"^```[^\n]*\n.*?^```$", text[start:], flags=re.M | re.S) if start >= 0 else None
-    if block is None:
-        raise ValueError(f"{where}: include-code found no code block under {heading!r} in {path}")
-    return block.group(0)
+def _section(text: str, heading: str) -> str | None:
+    """The text under the first line that starts with `heading`, up to the next heading of its level
+    or above (outside code blocks); None when there is no such line."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        return None
+    level, fenced, body = len(heading) - len(heading.lstrip("#")), False, []
+    for line in lines[start + 1:]:
+        fenced = fenced != line.startswith("```")
+        if not fenced and re.match(rf"#{{1,{level}}} ", line):
+            break
+        body.append(line)
+    return "".join(body)
 
 
 def on_serve(server: Any, config: Any, builder: Any) -> Any:

@@ -39,8 +39,7 @@ class WeakBoost(mmcore.Balancer):
 
     def before_backward(self, state: mmcore.StepState) -> None:
         if state.pass_index == 0:  # values exist for pass 0 only; later passes reuse its weights
-            shares = state.values[self.values_key].shares()
-            mmcore.mean_over_ranks([shares])  # one weight per modality on every DDP rank
+            shares = state.values[self.values_key].shares()  # the global batch's under DDP: same weights on every rank
             self.weights = self.beta * (1 - len(self.modalities) * shares).clamp_min(0)
         unimodal = state.pass_outputs[-1].fusion.unimodal_logits  # this pass's forward
         for m, weight in zip(self.modalities, self.weights):
