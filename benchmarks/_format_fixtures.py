@@ -119,9 +119,9 @@ def write_ave(root: Path, per_class: dict[str, int], categories: tuple[str, ...]
     listed: dict[str, list[tuple[str, str]]] = {}
     for split, count in per_class.items():
         listed[split] = []
-        for category in categories:
+        for c, category in enumerate(categories):
             for k in range(count):
-                video = f"{split[:2]}{category[:3].replace(' ', '')}{k:03d}"
+                video = f"{split[:2]}c{c:02d}v{k:03d}"
                 listed[split].append((category, video))
                 write_frames(root / "Image-01-FPS-SE" / video, frames, frame_size, rng)
                 write_audio(root / folder, video, audio_format, rng, fbank_frames=fbank_frames)

@@ -9,13 +9,20 @@ after the first batch (`samples_per_s`), and the first batch's latency (worker s
     python benchmarks/data_throughput.py --out data_throughput.json
     python benchmarks/data_throughput.py --smoke          # tiny files, seconds (the test runs this)
 
-A 224 x 224 ResNet-18 step on a GPU consumes a few hundred samples per second per GPU; a format
-whose rate with workers is below the step rate starves it. CPU rates depend on the machine's load:
-the JSON records the load average before and after every cell.
+Does loading starve a GPU? With `--step-device cuda` the audio-visual formats also train the
+av-resnet model (two ResNet-18s, concat fusion, SGD) on the device: `compute samples/s` repeats one
+batch already on the GPU (the step alone), `fed samples/s` takes every batch from the loader with
+`--step-workers` workers (their lists repeat each clip `--repeat` times, so the decode work is real
+while the fixture stays small). Fed below compute means the loader is the bottleneck.
+
+    python benchmarks/data_throughput.py --workers 0 2 8 --repeat 32 --step-device cuda --step-workers 8 14 --out gpu.json
+
+CPU rates depend on the machine's load: the JSON records the load average before and after every cell.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -38,28 +45,38 @@ from mmcore.plugins import PluginHost  # noqa: E402
 # per-sample sizes: CREMA-D frames are 480 x 360 and its clips ~2.5 s of 16 kHz audio; Kinetics
 # frames 340 x 256 at 1 fps; AVE frames 480 x 360; sequences at the MMSA / MultiBench lengths.
 FULL = {"av_per_class": 24, "frame": (480, 360), "ks_frame": (340, 256), "seconds": 2.5, "fbank": 1024,
-        "ks_classes": 31, "ks_per_class": 4, "ave_per_class": 40, "rows": 2048, "batch": 16}
-SMOKE = {"av_per_class": 2, "frame": (48, 36), "ks_frame": (40, 30), "seconds": 0.5, "fbank": 32,
-         "ks_classes": 3, "ks_per_class": 4, "ave_per_class": 4, "rows": 48, "batch": 4}
+        "ks_classes": 31, "ks_per_class": 4, "ave_classes": 10, "ave_per_class": 30, "rows": 2048, "batch": 16,
+        "batches": 20, "repeat": 8}
+SMOKE = {"av_per_class": 4, "frame": (48, 36), "ks_frame": (40, 30), "seconds": 0.5, "fbank": 32,
+         "ks_classes": 3, "ks_per_class": 4, "ave_classes": 3, "ave_per_class": 4, "rows": 48, "batch": 4,
+         "batches": 3, "repeat": 4}
+
+
+def repeat_lines(path: Path, times: int) -> None:
+    """List every line `times` times: more rows, the same files (decoding cost per row unchanged)."""
+    path.write_text(path.read_text() * times)
 
 
 def _crema(audio_format: str) -> Callable[[Path, dict], dict]:
     def write(root: Path, s: dict) -> dict:
         fx.write_crema_d(root, s["av_per_class"], 1, audio_format, s["frame"], frames=3, seconds=s["seconds"],
                          fbank_frames=s["fbank"])
+        repeat_lines(root / "train.csv", s["repeat"])
         return {"kind": "crema_d", "modalities": ["audio", "visual"], "root": str(root), "format": audio_format,
-                "frames": 1, "trusted": True, "audio_frames": s["fbank"] if audio_format.startswith("fbank") else 0}
+                "frames": 1, "trusted": True, "val_fraction": 0.25, "audio_frames": s["fbank"] if audio_format.startswith("fbank") else 0}
     return write
 
 
 def _kinetics(root: Path, s: dict) -> dict:
     fx.write_kinetics_sounds(root, s["ks_per_class"], 1, s["ks_classes"], s["ks_frame"], frames=9, fbank_frames=s["fbank"])
+    repeat_lines(root / "my_train.txt", s["repeat"])
     return {"kind": "kinetics_sounds", "modalities": ["audio", "visual"], "root": str(root),
-            "num_classes": s["ks_classes"], "audio_frames": s["fbank"]}
+            "num_classes": s["ks_classes"], "audio_frames": s["fbank"], "val_fraction": 0.25}
 
 
 def _ave(root: Path, s: dict) -> dict:
-    fx.write_ave(root, {"train": s["ave_per_class"], "val": 1, "test": 1}, frame_size=s["frame"], frames=6)
+    categories = tuple(f"event {k}" for k in range(s["ave_classes"]))
+    fx.write_ave(root, {"train": s["ave_per_class"], "val": 1, "test": 1}, categories, frame_size=s["frame"], frames=4)
     return {"kind": "ave", "modalities": ["audio", "visual"], "root": str(root), "trusted": True}
 
 
@@ -111,17 +128,61 @@ def build_train_split(data: dict, host: PluginHost) -> Any:
     return build_data(parse_config(config, host.registry), host.registry).splits["train"]
 
 
-def measure(dataset: Any, batch_size: int, workers: int) -> dict[str, float]:
-    """One shuffled epoch of the split: the first batch's latency, then the steady rate."""
+def measure(dataset: Any, batch_size: int, workers: int, batches: int) -> dict[str, float]:
+    """A shuffled pass over the split: the first batch's latency, then the steady rate over up to
+    `batches` batches. W workers deliver their first W batches together (each worker makes one), so
+    the clock starts after that first round; with no workers, after the first batch."""
     start = time.perf_counter()
-    batches = iter(make_loader(dataset, batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True))
-    next(batches)
+    loader = iter(make_loader(dataset, batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True))
+    next(loader)
     first = time.perf_counter() - start
+    for _ in itertools.islice(loader, max(workers - 1, 0)):
+        pass
     count, steady_start = 0, time.perf_counter()
-    for batch in batches:
+    for batch in itertools.islice(loader, batches):
         count += batch.size
     steady = time.perf_counter() - steady_start
     return {"samples_per_s": count / steady if count else float("nan"), "first_batch_s": first, "samples": count}
+
+
+STEP_FORMATS = ("crema_d/ogm-wav", "crema_d/pmr-pkl1004", "kinetics_sounds/fbank-npy")
+
+
+def fed_step_rates(data: dict, host: PluginHost, device: str, workers: int, batch_size: int, steps: int) -> dict[str, float]:
+    """Samples/s of av-resnet training steps on `device`: one resident batch repeated (compute), then
+    every batch from the loader with `workers` workers (fed)."""
+    from mmcore.trainer import Trainer
+
+    config = {
+        "run": {"name": "data-throughput-step", "device": device, "probe": False},
+        "data": {**data, "batch_size": batch_size},
+        "encoders": {m: {"kind": "resnet18"} for m in data["modalities"]},
+        "fusion": {"kind": "concat"},
+        "optimizer": {"kind": "sgd", "lr": 0.001, "momentum": 0.9},
+    }
+    trainer = Trainer(parse_config(config, host.registry), host.registry)
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    loader = make_loader(trainer.data.splits["train"], batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True)
+    resident = next(iter(loader)).to(trainer.device)
+    for _ in range(3):  # warm-up: kernels chosen, memory pools grown
+        trainer.train_step([resident])
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step([resident])
+    sync()
+    compute = steps * batch_size / (time.perf_counter() - start)
+    batches = iter(loader)  # a fresh pass: nothing prefetched while the compute rate was timed
+    for batch in itertools.islice(batches, max(workers, 1)):  # the first round, delivered together
+        trainer.train_step([batch.to(trainer.device, non_blocking=True)])
+    sync()
+    fed, start = 0, time.perf_counter()
+    for batch in itertools.islice(batches, steps):
+        trainer.train_step([batch.to(trainer.device, non_blocking=True)])
+        fed += batch.size
+    sync()
+    return {"compute_samples_per_s": compute, "fed_samples_per_s": fed / (time.perf_counter() - start),
+            "fed_samples": fed, "workers": workers, "batch_size": batch_size}
 
 
 def machine() -> dict[str, Any]:
@@ -140,22 +201,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--repeat", type=int, help="list each CREMA-D / Kinetics-Sounds training clip this many times "
+                        "(default: 8, smoke 4)")
+    parser.add_argument("--batches", type=int, help="batches timed per cell (default: 20, smoke 3)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of this process (a loader worker has one; tiny ops only slow down with more)")
+    parser.add_argument("--step-device", help="also time av-resnet steps fed by the loader on this device (cuda)")
+    parser.add_argument("--step-workers", type=int, nargs="+", default=[8])
+    parser.add_argument("--step-batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
-    sizes = SMOKE if args.smoke else FULL
+    sizes = dict(SMOKE if args.smoke else FULL)
+    sizes.update({key: value for key, value in (("repeat", args.repeat), ("batches", args.batches)) if value})
+    torch.set_num_threads(args.threads)
     host = PluginHost()
     results: dict[str, Any] = {"machine": machine(), "batch_size": sizes["batch"], "cells": [],
                                "note": "CPU rates on a machine shared with other jobs: see loadavg per cell"}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.formats:
             root = Path(scratch) / name.replace("/", "_")
-            dataset = build_train_split(FORMATS[name](root, sizes), host)
+            data = FORMATS[name](root, sizes)  # writes the fixture, returns its [data] table
+            dataset = build_train_split(data, host)
             for workers in args.workers:
                 load_before = os.getloadavg()
-                cell = {"format": name, "workers": workers, **measure(dataset, sizes["batch"], workers)}
+                cell = {"format": name, "workers": workers, **measure(dataset, sizes["batch"], workers, sizes["batches"])}
                 cell["loadavg_before"], cell["loadavg_after"] = load_before, os.getloadavg()
                 results["cells"].append(cell)
                 print(f"{name:28s} workers={workers}  {cell['samples_per_s']:9.1f} samples/s  "
                       f"first batch {cell['first_batch_s']:.2f} s  load {load_before[0]:.1f}", flush=True)
+            for workers in args.step_workers if args.step_device and name in STEP_FORMATS else ():
+                step = {"format": name, **fed_step_rates(data, host, args.step_device, workers, args.step_batch, args.steps)}
+                results.setdefault("steps", []).append(step)
+                print(f"{name:28s} av-resnet on {args.step_device}: compute {step['compute_samples_per_s']:.0f} "
+                      f"samples/s, fed by {workers} workers {step['fed_samples_per_s']:.0f} samples/s", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return results
