@@ -176,7 +176,10 @@ def test_report_draws_the_bench_and_embeds_every_figure(finished_bench, tmp_path
     for image in images:
         assert (page.parent / image).read_bytes()[:8] == PNG
     assert text.splitlines()[5].startswith("mmcore bench ") and f"mmcore report {finished_bench}" in text
-    assert text.count('<img src="') == 0 and page.with_suffix(".html").read_text().count('<img src="') == 3
+    assert not page.with_suffix(".html").exists()  # --page names the one page written
+    assert main(["report", str(finished_bench)]) == 0  # default: both formats under BENCH_DIR/report
+    assert (finished_bench / "report/index.html").read_text().count('<img src="') == 3
+    assert (finished_bench / "report/index.md").read_text().count("![") == 3
 
 
 def test_report_of_one_run_and_without_matplotlib(finished_bench, monkeypatch, capsys):

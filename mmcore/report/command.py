@@ -14,7 +14,8 @@ def add_report_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None
                                         "Markdown and HTML.")
     report.add_argument("path", type=Path, help="a run directory or a bench directory")
     report.add_argument("--out", type=Path, help="figure directory (default PATH/report)")
-    report.add_argument("--page", type=Path, help="the Markdown page (default OUT/index.md; the HTML page beside it)")
+    report.add_argument("--page", type=Path, help="write only this page, Markdown (.md) or HTML (.html); "
+                                                  "default OUT/index.md and OUT/index.html")
     report.set_defaults(handler=run_report_command)
 
 
@@ -24,6 +25,6 @@ def run_report_command(args: argparse.Namespace, host: Any) -> int:
     words = ["mmcore", "report", str(args.path)]
     words += ["--out", str(args.out)] if args.out else []
     words += ["--page", str(args.page)] if args.page else []
-    page = write_report(args.path, args.out, args.page, command=shlex.join(words))
-    print(f"report: {page} and {page.with_suffix('.html')}")
+    pages = write_report(args.path, args.out, args.page, command=shlex.join(words))
+    print("report: " + " and ".join(map(str, pages)))
     return 0

@@ -1,5 +1,5 @@
-"""`mmcore report RUN_DIR | BENCH_DIR`: figures (PNG) and one page that embeds them, written both as
-Markdown and as standalone HTML (the same name with .html)."""
+"""`mmcore report RUN_DIR | BENCH_DIR`: figures (PNG) and one page that embeds them, as Markdown
+and as standalone HTML."""
 from __future__ import annotations
 
 import json
@@ -17,20 +17,24 @@ from mmcore.report.curves import validation_curves
 from mmcore.report.document import Document
 
 
-def write_report(path: Path, out: Path | None = None, page: Path | None = None, command: str = "") -> Path:
-    """The page for a bench directory or a run directory; returns the Markdown page's path."""
+def write_report(path: Path, out: Path | None = None, page: Path | None = None, command: str = "") -> list[Path]:
+    """The page for a bench directory or a run directory: `page` ending in .md or .html is written in
+    that format only; by default OUT/index.md and OUT/index.html. Returns the pages written."""
     path = Path(path)
     out = out or path / "report"
-    page = page or out / "index.md"
+    pages = [page] if page is not None else [out / "index.md", out / "index.html"]
+    if any(p.suffix not in (".md", ".html") for p in pages):
+        raise UsageError(f"--page {page}: name a .md or an .html file")
+    page = pages[0]
     if (path / BENCH_FILE).is_file():
         doc = bench_page(path, out, page.parent, command)
     elif (path / METRICS_FILE).is_file() and (path / "config.toml").is_file():
         doc = run_page(path, out, page.parent)
     else:
         raise UsageError(f"{path}: neither a run directory (metrics.jsonl, config.toml) nor a bench directory ({BENCH_FILE})")
-    write_text_atomic(page, doc.to_markdown())
-    write_text_atomic(page.with_suffix(".html"), doc.to_html())
-    return page
+    for written in pages:
+        write_text_atomic(written, doc.to_markdown() if written.suffix == ".md" else doc.to_html())
+    return pages
 
 
 def _link(image: Path, page_dir: Path) -> str:
