@@ -25,7 +25,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
 import _format_fixtures as fx  # noqa: E402
 
+from mmcore.bench.timing import machine_description  # noqa: E402
 from mmcore.build import build_data  # noqa: E402
 from mmcore.config import parse_config  # noqa: E402
 from mmcore.data.loading import make_loader  # noqa: E402
@@ -185,16 +185,6 @@ def fed_step_rates(data: dict, host: PluginHost, device: str, workers: int, batc
             "fed_samples": fed, "workers": workers, "batch_size": batch_size}
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version()}
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny files (the test's mode)")
@@ -215,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sizes.update({key: value for key, value in (("repeat", args.repeat), ("batches", args.batches)) if value})
     torch.set_num_threads(args.threads)
     host = PluginHost()
-    results: dict[str, Any] = {"machine": machine(), "batch_size": sizes["batch"], "cells": [],
+    results: dict[str, Any] = {"machine": machine_description(torch.device(args.step_device or "cpu")), "batch_size": sizes["batch"], "cells": [],
                                "note": "CPU rates on a machine shared with other jobs: see loadavg per cell"}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.formats:

@@ -56,8 +56,11 @@ def test_mmsa_pickle_masks_labels_and_published_digests(tmp_path):
     assert len(MMSA_PUBLISHED_SHA256) == 5 and all(len(d) == 64 for d in MMSA_PUBLISHED_SHA256)
 
 
-@pytest.mark.parametrize("task, expected", [("binary_has0", 4), ("binary_non0", 3)])
-def test_sentiment_binarisation(tmp_path, task, expected):
+BINARISED = {"binary_has0": [1.0, 0.0, 1.0, 1.0], "binary_non0": [0.0, 1.0, 1.0], "binary_gt0": [0.0, 0.0, 1.0, 1.0]}
+
+
+@pytest.mark.parametrize("task", BINARISED)
+def test_sentiment_binarisation(tmp_path, task):
     data = fixtures().mmsa_tables({"train": 4, "valid": 2, "test": 4}, steps=(6, 6, 6), dims=(8, 5, 20))
     data["test"]["regression_labels"] = np.array([0.0, -1.2, 2.0, 0.4])
     path = tmp_path / "aligned_50.pkl"
@@ -65,8 +68,7 @@ def test_sentiment_binarisation(tmp_path, task, expected):
     bundle = load_bundle(tmp_path, {"kind": "cmu_mosei", "modalities": ["text", "audio"], "path": str(path),
                                     "trusted": True, "task": task})
     test = whole(bundle.splits["test"])
-    assert bundle.info.task == "binary" and len(bundle.splits["test"]) == expected
-    assert test.label.tolist() == ([1.0, 0.0, 1.0, 1.0] if task == "binary_has0" else [0.0, 1.0, 1.0])
+    assert bundle.info.task == "binary" and test.label.tolist() == BINARISED[task]  # scores 0, -1.2, 2, 0.4
 
 
 def test_mult_pickle_is_left_aligned(tmp_path):

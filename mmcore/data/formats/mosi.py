@@ -9,9 +9,10 @@ Masks: MMSA's text mask is `text_bert`'s attention mask and audio/vision masks c
 lengths (each all-real where the key is absent); MulT sequences are front-padded, so they are
 left-aligned (sequences.left_align). Labels are the sentiment scores in [-3, 3] (`task =
 "regression"`, with the MMSA metric family in mmcore.metrics) or binarised: `binary_has0` (score
->= 0 is positive: MMSA's Has0, BalanceMM's MOSEI) or `binary_non0` (score-0 rows dropped, > 0
-positive: MMSA's Non0). The pickles load only when trusted (trusted_pickle.py); the digests the
-MMSA README publishes for its files are trusted already.
+>= 0 is positive: MMSA's Has0, BalanceMM's MOSEI), `binary_non0` (score-0 rows dropped, > 0
+positive: MMSA's Non0) or `binary_gt0` (> 0 positive, zero negative: MultiBench's labels). The
+pickles load only when trusted (trusted_pickle.py); the digests the MMSA README publishes for its
+files are trusted already.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from mmcore.data.formats.trusted_pickle import PickleTrust, load_trusted_pickle,
 from mmcore.registry import BuildContext
 
 FORMATS = ("mmsa", "mult")
-TASKS = ("regression", "binary_has0", "binary_non0")
+TASKS = ("regression", "binary_has0", "binary_non0", "binary_gt0")
 #: SHA-256 digests published in the MMSA README (thuiar/MMSA @a94e65d, "SHA-256 for feature files")
 MMSA_PUBLISHED_SHA256 = {
     "78e0f8b5ef8ff71558e7307848fc1fa929ecb078203f565ab22b9daab2e02524": "MOSI/Processed/unaligned_50.pkl",
@@ -63,7 +64,8 @@ class SentimentConfig:
     format: str = field(default="mmsa", validator=in_(FORMATS), metadata={"help": "mmsa | mult (see the table in mosi.py)"})
     task: str = field(
         default="regression", validator=in_(TASKS),
-        metadata={"help": "regression (scores in [-3, 3]) | binary_has0 (>= 0 positive) | binary_non0 (zeros dropped, > 0 positive)"},
+        metadata={"help": "regression (scores in [-3, 3]) | binary_has0 (>= 0 positive) | binary_non0 (zeros dropped, "
+                          "> 0 positive) | binary_gt0 (> 0 positive, zeros negative)"},
     )
     trusted: bool = trusted_field()
     sha256: tuple[str, ...] = sha256_field()
@@ -93,6 +95,8 @@ def binarised(features: dict, masks: dict, scores: np.ndarray, task: str) -> tup
         return features, masks, scores
     if task == "binary_has0":
         return features, masks, (scores >= 0).astype(np.float32)
+    if task == "binary_gt0":
+        return features, masks, (scores > 0).astype(np.float32)
     keep = scores != 0
     return ({m: a[keep] for m, a in features.items()}, {m: a[keep] for m, a in masks.items()},
             (scores[keep] > 0).astype(np.float32))
