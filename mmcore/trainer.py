@@ -60,6 +60,9 @@ class Trainer:
             self.evaluator.logger = RunLogger(self.run_dir, resume_step=self.step if resume else None)
 
     def close(self) -> None:
+        """Remove what balancers attached to the model (hooks) and close the run's logs."""
+        for b in self.balancers:
+            b.detach()
         if self.evaluator.logger is not None:
             self.evaluator.logger.close()
 

@@ -64,3 +64,9 @@ def test_attach_runs_before_the_optimizer_and_epoch_hooks_are_called():
     trainer.fit()
     assert recorder.calls.count("b.on_epoch_start") == 1 and recorder.calls.count("b.on_epoch_end") == 1
     assert recorder.calls.index("b.on_epoch_start") < recorder.calls.index("b.before_forward[0]")
+
+
+def test_close_detaches_every_balancer():
+    trainer, recorder = _trainer([{"kind": "recording", "name": "b1"}, {"kind": "recording", "name": "b2"}])
+    trainer.close()
+    assert [c for c in recorder.calls if c.endswith("detach")] == ["b1.detach", "b2.detach"]
