@@ -3,6 +3,7 @@ seeded generator: the format tests build tiny ones, data_throughput.py realistic
 downloaded. Each writer returns what it wrote (clip ids and labels, or the pickled dict), so a
 test can compare what a loader returns with what is on disk.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -17,7 +18,9 @@ from PIL import Image
 CREMA_D_LABELS = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 
 
-def write_jpeg(path: Path, size: tuple[int, int], rng: np.random.Generator, color: tuple[int, int, int] | None = None) -> None:
+def write_jpeg(
+    path: Path, size: tuple[int, int], rng: np.random.Generator, color: tuple[int, int, int] | None = None
+) -> None:
     """A size = (width, height) JPEG: a solid colour, or smooth noise that compresses like a video frame."""
     width, height = size
     if color is not None:
@@ -29,8 +32,14 @@ def write_jpeg(path: Path, size: tuple[int, int], rng: np.random.Generator, colo
     Image.fromarray(np.ascontiguousarray(pixels)).save(path, quality=90)
 
 
-def write_frames(folder: Path, count: int, size: tuple[int, int], rng: np.random.Generator, pattern: str = "{:05d}.jpg",
-                 colors: list[tuple[int, int, int]] | None = None) -> None:
+def write_frames(
+    folder: Path,
+    count: int,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    pattern: str = "{:05d}.jpg",
+    colors: list[tuple[int, int, int]] | None = None,
+) -> None:
     for t in range(count):
         write_jpeg(folder / pattern.format(t + 1), size, rng, colors[t] if colors else None)
 
@@ -62,8 +71,15 @@ AUDIO_FILE = {  # format id -> (folder, suffix, per-clip array shape or None for
 }
 
 
-def write_audio(folder: Path, clip: str, audio_format: str, rng: np.random.Generator, seconds: float = 1.0,
-                rate: int = 16000, fbank_frames: int = 64) -> None:
+def write_audio(
+    folder: Path,
+    clip: str,
+    audio_format: str,
+    rng: np.random.Generator,
+    seconds: float = 1.0,
+    rate: int = 16000,
+    fbank_frames: int = 64,
+) -> None:
     _, suffix, shape = AUDIO_FILE[audio_format]
     if audio_format == "ogm-wav":
         write_wav(folder / f"{clip}.wav", seconds, rate, rng)
@@ -72,9 +88,17 @@ def write_audio(folder: Path, clip: str, audio_format: str, rng: np.random.Gener
     write_array(folder / f"{clip}{suffix}", rng.standard_normal(shape).astype(np.float32))
 
 
-def write_crema_d(root: Path, train_per_class: int, test_per_class: int, audio_format: str = "ogm-wav",
-                  frame_size: tuple[int, int] = (48, 36), frames: int = 2, seconds: float = 1.0,
-                  fbank_frames: int = 64, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+def write_crema_d(
+    root: Path,
+    train_per_class: int,
+    test_per_class: int,
+    audio_format: str = "ogm-wav",
+    frame_size: tuple[int, int] = (48, 36),
+    frames: int = 2,
+    seconds: float = 1.0,
+    fbank_frames: int = 64,
+    seed: int = 0,
+) -> dict[str, list[tuple[str, str]]]:
     """The OGM-GE CREMA-D layout: train.csv / test.csv, Image-01-FPS/<id>/, audio per format."""
     rng = np.random.default_rng(seed)
     listed: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
@@ -92,10 +116,19 @@ def write_crema_d(root: Path, train_per_class: int, test_per_class: int, audio_f
     return listed
 
 
-def write_kinetics_sounds(root: Path, train_per_class: int, test_per_class: int, num_classes: int = 31,
-                          frame_size: tuple[int, int] = (40, 30), frames: int = 4, fbank_frames: int = 1024,
-                          list_style: str = "ogm", seed: int = 0) -> dict[str, list[tuple[str, int]]]:
-    """OGM-GE lists (`name,10,label`; list_style "balancemm": `name label`), audio/<name>.npy, visual/<name>/frame_0000t.jpg."""
+def write_kinetics_sounds(
+    root: Path,
+    train_per_class: int,
+    test_per_class: int,
+    num_classes: int = 31,
+    frame_size: tuple[int, int] = (40, 30),
+    frames: int = 4,
+    fbank_frames: int = 1024,
+    list_style: str = "ogm",
+    seed: int = 0,
+) -> dict[str, list[tuple[str, int]]]:
+    """OGM-GE lists (`name,10,label`; list_style "balancemm": `name label`), audio/<name>.npy and
+    visual/<name>/frame_0000t.jpg."""
     rng = np.random.default_rng(seed)
     listed: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
     for split, per_class in (("train", train_per_class), ("test", test_per_class)):
@@ -110,9 +143,16 @@ def write_kinetics_sounds(root: Path, train_per_class: int, test_per_class: int,
     return listed
 
 
-def write_ave(root: Path, per_class: dict[str, int], categories: tuple[str, ...] = ("Church bell", "Male speech", "Dog"),
-              audio_format: str = "pmr-pkl1004", frame_size: tuple[int, int] = (40, 30), frames: int = 4,
-              fbank_frames: int = 64, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+def write_ave(
+    root: Path,
+    per_class: dict[str, int],
+    categories: tuple[str, ...] = ("Church bell", "Male speech", "Dog"),
+    audio_format: str = "pmr-pkl1004",
+    frame_size: tuple[int, int] = (40, 30),
+    frames: int = 4,
+    fbank_frames: int = 64,
+    seed: int = 0,
+) -> dict[str, list[tuple[str, str]]]:
     """Official AVE split files (`Category&VideoID&Quality&Start&End`), Image-01-FPS-SE/<vid>/, audio per format."""
     rng = np.random.default_rng(seed)
     folder = {"pmr-pkl1004": "Audio-1004-SE"}.get(audio_format, "audio")
@@ -130,7 +170,9 @@ def write_ave(root: Path, per_class: dict[str, int], categories: tuple[str, ...]
     return listed
 
 
-def write_av_mnist(root: Path, train_rows: int, test_rows: int, flat_images: bool = True, seed: int = 0) -> dict[str, np.ndarray]:
+def write_av_mnist(
+    root: Path, train_rows: int, test_rows: int, flat_images: bool = True, seed: int = 0
+) -> dict[str, np.ndarray]:
     """The MultiBench avmnist layout; pixel (0, 0) of every image and audio row holds row % 256."""
     rng = np.random.default_rng(seed)
     written = {}
@@ -152,8 +194,12 @@ def _front_padded(rng: np.random.Generator, rows: int, steps: int, dim: int, len
     return values
 
 
-def mmsa_tables(counts: dict[str, int], steps: tuple[int, int, int] = (50, 50, 50), dims: tuple[int, int, int] = (768, 5, 20),
-                seed: int = 0) -> dict[str, dict[str, Any]]:
+def mmsa_tables(
+    counts: dict[str, int],
+    steps: tuple[int, int, int] = (50, 50, 50),
+    dims: tuple[int, int, int] = (768, 5, 20),
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
     """MMSA-style splits: end-padded sequences with lengths, text_bert masks, -inf in audio, scores in [-3, 3]."""
     rng = np.random.default_rng(seed)
     data = {}
@@ -177,9 +223,14 @@ def mmsa_tables(counts: dict[str, int], steps: tuple[int, int, int] = (50, 50, 5
     return data
 
 
-def front_padded_tables(counts: dict[str, int], steps: tuple[int, int, int], dims: tuple[int, int, int],
-                        label_values: tuple[float, ...] | None = None, empty_text_rows: int = 0,
-                        seed: int = 0) -> dict[str, dict[str, Any]]:
+def front_padded_tables(
+    counts: dict[str, int],
+    steps: tuple[int, int, int],
+    dims: tuple[int, int, int],
+    label_values: tuple[float, ...] | None = None,
+    empty_text_rows: int = 0,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
     """MulT / MultiBench-style splits: front-padded sequences (aligned: one length per sample), labels (N, 1, 1)."""
     rng = np.random.default_rng(seed)
     aligned = len(set(steps)) == 1

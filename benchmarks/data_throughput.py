@@ -15,10 +15,12 @@ batch already on the GPU (the step alone), `fed samples/s` takes every batch fro
 `--step-workers` workers (their lists repeat each clip `--repeat` times, so the decode work is real
 while the fixture stays small). Fed below compute means the loader is the bottleneck.
 
-    python benchmarks/data_throughput.py --workers 0 2 8 --repeat 32 --step-device cuda --step-workers 8 14 --out gpu.json
+    python benchmarks/data_throughput.py --workers 0 2 8 --repeat 32 \
+        --step-device cuda --step-workers 8 14 --out gpu.json
 
 CPU rates depend on the machine's load: the JSON records the load average before and after every cell.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,12 +46,36 @@ from mmcore.plugins import PluginHost  # noqa: E402
 
 # per-sample sizes: CREMA-D frames are 480 x 360 and its clips ~2.5 s of 16 kHz audio; Kinetics
 # frames 340 x 256 at 1 fps; AVE frames 480 x 360; sequences at the MMSA / MultiBench lengths.
-FULL = {"av_per_class": 24, "frame": (480, 360), "ks_frame": (340, 256), "seconds": 2.5, "fbank": 1024,
-        "ks_classes": 31, "ks_per_class": 4, "ave_classes": 10, "ave_per_class": 30, "rows": 2048, "batch": 16,
-        "batches": 20, "repeat": 8}
-SMOKE = {"av_per_class": 4, "frame": (48, 36), "ks_frame": (40, 30), "seconds": 0.5, "fbank": 32,
-         "ks_classes": 3, "ks_per_class": 4, "ave_classes": 3, "ave_per_class": 4, "rows": 48, "batch": 4,
-         "batches": 3, "repeat": 4}
+FULL = {
+    "av_per_class": 24,
+    "frame": (480, 360),
+    "ks_frame": (340, 256),
+    "seconds": 2.5,
+    "fbank": 1024,
+    "ks_classes": 31,
+    "ks_per_class": 4,
+    "ave_classes": 10,
+    "ave_per_class": 30,
+    "rows": 2048,
+    "batch": 16,
+    "batches": 20,
+    "repeat": 8,
+}
+SMOKE = {
+    "av_per_class": 4,
+    "frame": (48, 36),
+    "ks_frame": (40, 30),
+    "seconds": 0.5,
+    "fbank": 32,
+    "ks_classes": 3,
+    "ks_per_class": 4,
+    "ave_classes": 3,
+    "ave_per_class": 4,
+    "rows": 48,
+    "batch": 4,
+    "batches": 3,
+    "repeat": 4,
+}
 
 
 def repeat_lines(path: Path, times: int) -> None:
@@ -59,19 +85,44 @@ def repeat_lines(path: Path, times: int) -> None:
 
 def _crema(audio_format: str) -> Callable[[Path, dict], dict]:
     def write(root: Path, s: dict) -> dict:
-        fx.write_crema_d(root, s["av_per_class"], 1, audio_format, s["frame"], frames=3, seconds=s["seconds"],
-                         fbank_frames=s["fbank"])
+        fx.write_crema_d(
+            root,
+            s["av_per_class"],
+            1,
+            audio_format,
+            s["frame"],
+            frames=3,
+            seconds=s["seconds"],
+            fbank_frames=s["fbank"],
+        )
         repeat_lines(root / "train.csv", s["repeat"])
-        return {"kind": "crema_d", "modalities": ["audio", "visual"], "root": str(root), "format": audio_format,
-                "frames": 1, "trusted": True, "val_fraction": 0.25, "audio_frames": s["fbank"] if audio_format.startswith("fbank") else 0}
+        return {
+            "kind": "crema_d",
+            "modalities": ["audio", "visual"],
+            "root": str(root),
+            "format": audio_format,
+            "frames": 1,
+            "trusted": True,
+            "val_fraction": 0.25,
+            "audio_frames": s["fbank"] if audio_format.startswith("fbank") else 0,
+        }
+
     return write
 
 
 def _kinetics(root: Path, s: dict) -> dict:
-    fx.write_kinetics_sounds(root, s["ks_per_class"], 1, s["ks_classes"], s["ks_frame"], frames=9, fbank_frames=s["fbank"])
+    fx.write_kinetics_sounds(
+        root, s["ks_per_class"], 1, s["ks_classes"], s["ks_frame"], frames=9, fbank_frames=s["fbank"]
+    )
     repeat_lines(root / "my_train.txt", s["repeat"])
-    return {"kind": "kinetics_sounds", "modalities": ["audio", "visual"], "root": str(root),
-            "num_classes": s["ks_classes"], "audio_frames": s["fbank"], "val_fraction": 0.25}
+    return {
+        "kind": "kinetics_sounds",
+        "modalities": ["audio", "visual"],
+        "root": str(root),
+        "num_classes": s["ks_classes"],
+        "audio_frames": s["fbank"],
+        "val_fraction": 0.25,
+    }
 
 
 def _ave(root: Path, s: dict) -> dict:
@@ -88,8 +139,14 @@ def _av_mnist(root: Path, s: dict) -> dict:
 def _sentiment(kind: str, tables: Callable[[dict], dict], audio_format: str) -> Callable[[Path, dict], dict]:
     def write(root: Path, s: dict) -> dict:
         fx.write_pickle(root / "data.pkl", tables(s))
-        return {"kind": kind, "modalities": ["text", "audio", "vision"], "path": str(root / "data.pkl"),
-                "format": audio_format, "trusted": True}
+        return {
+            "kind": kind,
+            "modalities": ["text", "audio", "vision"],
+            "path": str(root / "data.pkl"),
+            "format": audio_format,
+            "trusted": True,
+        }
+
     return write
 
 
@@ -97,7 +154,13 @@ def _multibench(kind: str) -> Callable[[Path, dict], dict]:
     def write(root: Path, s: dict) -> dict:
         counts = {"train": s["rows"], "valid": 8, "test": 8}
         fx.write_pickle(root / "data.pkl", fx.front_padded_tables(counts, (50, 50, 50), (300, 81, 371), (0.0, 1.0)))
-        return {"kind": kind, "modalities": ["text", "audio", "vision"], "path": str(root / "data.pkl"), "trusted": True}
+        return {
+            "kind": kind,
+            "modalities": ["text", "audio", "vision"],
+            "path": str(root / "data.pkl"),
+            "trusted": True,
+        }
+
     return write
 
 
@@ -108,10 +171,14 @@ FORMATS: dict[str, Callable[[Path, dict], dict]] = {
     "kinetics_sounds/fbank-npy": _kinetics,
     "ave/pmr-pkl1004": _ave,
     "av_mnist/multibench-npy": _av_mnist,
-    "cmu_mosi/mmsa": _sentiment("cmu_mosi", lambda s: fx.mmsa_tables({"train": s["rows"], "valid": 8, "test": 8}), "mmsa"),
+    "cmu_mosi/mmsa": _sentiment(
+        "cmu_mosi", lambda s: fx.mmsa_tables({"train": s["rows"], "valid": 8, "test": 8}), "mmsa"
+    ),
     "cmu_mosei/mult": _sentiment(
-        "cmu_mosei", lambda s: fx.front_padded_tables({"train": s["rows"], "valid": 8, "test": 8}, (50, 500, 500), (300, 74, 35)),
-        "mult"),
+        "cmu_mosei",
+        lambda s: fx.front_padded_tables({"train": s["rows"], "valid": 8, "test": 8}, (50, 500, 500), (300, 74, 35)),
+        "mult",
+    ),
     "ur_funny/multibench-pkl": _multibench("ur_funny"),
     "mustard/multibench-pkl": _multibench("mustard"),
 }
@@ -148,7 +215,9 @@ def measure(dataset: Any, batch_size: int, workers: int, batches: int) -> dict[s
 STEP_FORMATS = ("crema_d/ogm-wav", "crema_d/pmr-pkl1004", "kinetics_sounds/fbank-npy")
 
 
-def fed_step_rates(data: dict, host: PluginHost, device: str, workers: int, batch_size: int, steps: int) -> dict[str, float]:
+def fed_step_rates(
+    data: dict, host: PluginHost, device: str, workers: int, batch_size: int, steps: int
+) -> dict[str, float]:
     """Samples/s of av-resnet training steps on `device`: one resident batch repeated (compute), then
     every batch from the loader with `workers` workers (fed)."""
     from mmcore.trainer import Trainer
@@ -162,7 +231,9 @@ def fed_step_rates(data: dict, host: PluginHost, device: str, workers: int, batc
     }
     trainer = Trainer(parse_config(config, host.registry), host.registry)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-    loader = make_loader(trainer.data.splits["train"], batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True)
+    loader = make_loader(
+        trainer.data.splits["train"], batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True
+    )
     resident = next(iter(loader)).to(trainer.device)
     for _ in range(3):  # warm-up: kernels chosen, memory pools grown
         trainer.train_step([resident])
@@ -181,8 +252,13 @@ def fed_step_rates(data: dict, host: PluginHost, device: str, workers: int, batc
         trainer.train_step([batch.to(trainer.device, non_blocking=True)])
         fed += batch.size
     sync()
-    return {"compute_samples_per_s": compute, "fed_samples_per_s": fed / (time.perf_counter() - start),
-            "fed_samples": fed, "workers": workers, "batch_size": batch_size}
+    return {
+        "compute_samples_per_s": compute,
+        "fed_samples_per_s": fed / (time.perf_counter() - start),
+        "fed_samples": fed,
+        "workers": workers,
+        "batch_size": batch_size,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -191,11 +267,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     parser.add_argument("--out", type=Path, help="write the results as JSON")
-    parser.add_argument("--repeat", type=int, help="list each CREMA-D / Kinetics-Sounds training clip this many times "
-                        "(default: 8, smoke 4)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="list each CREMA-D / Kinetics-Sounds training clip this many times (default: 8, smoke 4)",
+    )
     parser.add_argument("--batches", type=int, help="batches timed per cell (default: 20, smoke 3)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of this process (a loader worker has one; tiny ops only slow down with more)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of this process (a loader worker has one; tiny ops only slow down with more)",
+    )
     parser.add_argument("--step-device", help="also time av-resnet steps fed by the loader on this device (cuda)")
     parser.add_argument("--step-workers", type=int, nargs="+", default=[8])
     parser.add_argument("--step-batch", type=int, default=64)
@@ -205,8 +288,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sizes.update({key: value for key, value in (("repeat", args.repeat), ("batches", args.batches)) if value})
     torch.set_num_threads(args.threads)
     host = PluginHost()
-    results: dict[str, Any] = {"machine": machine_description(torch.device(args.step_device or "cpu")), "batch_size": sizes["batch"], "cells": [],
-                               "note": "CPU rates on a machine shared with other jobs: see loadavg per cell"}
+    results: dict[str, Any] = {
+        "machine": machine_description(torch.device(args.step_device or "cpu")),
+        "batch_size": sizes["batch"],
+        "cells": [],
+        "note": "CPU rates on a machine shared with other jobs: see loadavg per cell",
+    }
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.formats:
             root = Path(scratch) / name.replace("/", "_")
@@ -214,16 +301,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             dataset = build_train_split(data, host)
             for workers in args.workers:
                 load_before = os.getloadavg()
-                cell = {"format": name, "workers": workers, **measure(dataset, sizes["batch"], workers, sizes["batches"])}
+                cell = {
+                    "format": name,
+                    "workers": workers,
+                    **measure(dataset, sizes["batch"], workers, sizes["batches"]),
+                }
                 cell["loadavg_before"], cell["loadavg_after"] = load_before, os.getloadavg()
                 results["cells"].append(cell)
-                print(f"{name:28s} workers={workers}  {cell['samples_per_s']:9.1f} samples/s  "
-                      f"first batch {cell['first_batch_s']:.2f} s  load {load_before[0]:.1f}", flush=True)
+                print(
+                    f"{name:28s} workers={workers}  {cell['samples_per_s']:9.1f} samples/s  "
+                    f"first batch {cell['first_batch_s']:.2f} s  load {load_before[0]:.1f}",
+                    flush=True,
+                )
             for workers in args.step_workers if args.step_device and name in STEP_FORMATS else ():
-                step = {"format": name, **fed_step_rates(data, host, args.step_device, workers, args.step_batch, args.steps)}
+                step = {
+                    "format": name,
+                    **fed_step_rates(data, host, args.step_device, workers, args.step_batch, args.steps),
+                }
                 results.setdefault("steps", []).append(step)
-                print(f"{name:28s} av-resnet on {args.step_device}: compute {step['compute_samples_per_s']:.0f} "
-                      f"samples/s, fed by {workers} workers {step['fed_samples_per_s']:.0f} samples/s", flush=True)
+                print(
+                    f"{name:28s} av-resnet on {args.step_device}: compute {step['compute_samples_per_s']:.0f} "
+                    f"samples/s, fed by {workers} workers {step['fed_samples_per_s']:.0f} samples/s",
+                    flush=True,
+                )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return results

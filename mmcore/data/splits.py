@@ -1,5 +1,6 @@
 """Seeded stratified splits: the mfeat train/val/test split and the validation carve of datasets
 that ship only train and test lists (CREMA-D, Kinetics-Sounds)."""
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,10 @@ def stratified_split(labels: Tensor, val_fraction: float, test_fraction: float, 
     is_test = rank_in_class < num_test
     is_val = ~is_test & (rank_in_class < num_test + num_val)
     is_train = ~is_test & ~is_val
-    return {name: torch.sort(by_class[chosen]).values for name, chosen in
-            (("train", is_train), ("val", is_val), ("test", is_test))}
+    return {
+        name: torch.sort(by_class[chosen]).values
+        for name, chosen in (("train", is_train), ("val", is_val), ("test", is_test))
+    }
 
 
 def carve_validation(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

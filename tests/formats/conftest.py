@@ -1,4 +1,5 @@
 """Makes this folder's helper module (format_helpers) importable under --import-mode=importlib."""
+
 import sys
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """Shared by the format tests: the fixture writers of benchmarks/_format_fixtures.py, and loading a
 dataset through the config path (a TOML file, load_config, then the data builder the Trainer uses)."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,6 @@
 """crema_d, kinetics_sounds and ave: tiny fixture folders in each layout, loaded through the config
 path; shapes, labels, split sizes and the validation policy of each dataset."""
+
 from __future__ import annotations
 
 import hashlib
@@ -44,7 +45,9 @@ def test_crema_d_split_is_seeded_and_label_order_is_configuration(tmp_path):
         runs.append(load_bundle(tmp_path, crema_table(tmp_path, modalities=["visual"], **keys)))
     assert runs[0].splits["val"].clips == runs[1].splits["val"].clips
     assert runs[0].splits["val"].clips != runs[2].splits["val"].clips
-    sorted_labels = runs[3].splits["test"].labels.tolist()  # test rows NEU HAP SAD FEA DIS ANG, sorted order ANG DIS FEA HAP NEU SAD
+    sorted_labels = (
+        runs[3].splits["test"].labels.tolist()
+    )  # test rows NEU HAP SAD FEA DIS ANG, sorted order ANG DIS FEA HAP NEU SAD
     assert sorted_labels == [4, 3, 5, 2, 1, 0]
     assert runs[3].info.input_shapes == {"visual": (1, 3, 32, 32)}
 
@@ -60,24 +63,41 @@ def test_training_frames_are_augmented_and_evaluation_frames_fixed(tmp_path):
     assert frames.shape == (3, 3, 32, 32) and -2.2 < frames.min() and frames.max() < 2.7  # ImageNet-normalised
 
 
-@pytest.mark.parametrize("audio_format, shape", [("pmr-pkl1004", (1, 257, 1004)), ("fbank-pt", (1, 48, 128)),
-                                                 ("fbank-npy", (1, 48, 128))])
+@pytest.mark.parametrize(
+    "audio_format, shape", [("pmr-pkl1004", (1, 257, 1004)), ("fbank-pt", (1, 48, 128)), ("fbank-npy", (1, 48, 128))]
+)
 def test_crema_d_precomputed_audio_variants(tmp_path, audio_format, shape):
-    fixtures().write_crema_d(tmp_path, train_per_class=2, test_per_class=1, audio_format=audio_format, frames=1, fbank_frames=48)
-    bundle = load_bundle(tmp_path, crema_table(tmp_path, modalities=["audio"], format=audio_format, trusted=True, val_fraction=0.5))
+    fixtures().write_crema_d(
+        tmp_path, train_per_class=2, test_per_class=1, audio_format=audio_format, frames=1, fbank_frames=48
+    )
+    bundle = load_bundle(
+        tmp_path, crema_table(tmp_path, modalities=["audio"], format=audio_format, trusted=True, val_fraction=0.5)
+    )
     assert bundle.info.input_shapes == {"audio": shape}
     clip = bundle.splits["test"].clips[0]
     folder, suffix, _ = fixtures().AUDIO_FILE[audio_format]
     path = tmp_path / folder / f"{clip}{suffix}"
-    on_disk = np.load(path) if suffix == ".npy" else (torch.load(path).numpy() if suffix == ".pt" else np.load(path, allow_pickle=True))
+    on_disk = (
+        np.load(path)
+        if suffix == ".npy"
+        else (torch.load(path).numpy() if suffix == ".pt" else np.load(path, allow_pickle=True))
+    )
     assert torch.equal(bundle.splits["test"][0]["inputs"]["audio"][0], torch.from_numpy(on_disk))
 
 
 def test_kinetics_sounds_lists_frames_and_validation(tmp_path):
     write = fixtures().write_kinetics_sounds
     listed = write(tmp_path / "ogm", 2, 1, num_classes=31, frames=4, fbank_frames=1024)
-    bundle = load_bundle(tmp_path / "ogm", {"kind": "kinetics_sounds", "modalities": ["visual", "audio"],
-                                            "root": str(tmp_path / "ogm"), "image_size": 16, "val_fraction": 0.5})
+    bundle = load_bundle(
+        tmp_path / "ogm",
+        {
+            "kind": "kinetics_sounds",
+            "modalities": ["visual", "audio"],
+            "root": str(tmp_path / "ogm"),
+            "image_size": 16,
+            "val_fraction": 0.5,
+        },
+    )
     assert bundle.info.input_shapes == {"visual": (3, 3, 16, 16), "audio": (1, 1024, 128)}
     assert bundle.info.num_outputs == 31 and bundle.info.modalities == ("visual", "audio")
     assert [len(bundle.splits[s]) for s in ("train", "val", "test")] == [31, 31, 31]
@@ -85,8 +105,17 @@ def test_kinetics_sounds_lists_frames_and_validation(tmp_path):
     # a validation list, when given, is used as is; BalanceMM's space-separated lists read the same
     spaced = write(tmp_path / "bmm", 1, 1, num_classes=3, frames=2, fbank_frames=8, list_style="balancemm")
     (tmp_path / "bmm" / "my_val.txt").write_text("".join(f"{n} {y}\n" for n, y in spaced["test"]))
-    bundle = load_bundle(tmp_path / "bmm", {"kind": "kinetics_sounds", "modalities": ["audio"], "root": str(tmp_path / "bmm"),
-                                            "num_classes": 3, "audio_frames": 8, "val_list": "my_val.txt"})
+    bundle = load_bundle(
+        tmp_path / "bmm",
+        {
+            "kind": "kinetics_sounds",
+            "modalities": ["audio"],
+            "root": str(tmp_path / "bmm"),
+            "num_classes": 3,
+            "audio_frames": 8,
+            "val_list": "my_val.txt",
+        },
+    )
     assert bundle.splits["val"].clips == bundle.splits["test"].clips == [n for n, _ in spaced["test"]]
     assert len(bundle.splits["train"]) == 3
 
@@ -112,10 +141,20 @@ def test_ave_official_splits_labels_and_digest_allow_list(tmp_path):
     with open(tmp_path / "trainSet.txt", "a") as file:  # a video listed twice is kept once
         file.write(f"Dog&{listed['train'][0][1]}&good&0&10\n")
     digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((tmp_path / "Audio-1004-SE").iterdir())]
-    table = {"kind": "ave", "modalities": ["audio", "visual"], "root": str(tmp_path), "image_size": 16, "frames": 3, "sha256": digests}
+    table = {
+        "kind": "ave",
+        "modalities": ["audio", "visual"],
+        "root": str(tmp_path),
+        "image_size": 16,
+        "frames": 3,
+        "sha256": digests,
+    }
     bundle = load_bundle(tmp_path, table)
     assert [len(bundle.splits[s]) for s in ("train", "val", "test")] == [6, 3, 3]
-    assert bundle.info.num_outputs == 3 and bundle.info.input_shapes == {"audio": (1, 257, 1004), "visual": (3, 3, 16, 16)}
+    assert bundle.info.num_outputs == 3 and bundle.info.input_shapes == {
+        "audio": (1, 257, 1004),
+        "visual": (3, 3, 16, 16),
+    }
     assert bundle.splits["train"].labels.tolist() == [0, 0, 1, 1, 2, 2]  # order of first appearance in testSet.txt
     explicit = load_bundle(tmp_path, {**table, "labels": ["Dog", "Male speech", "Church bell"]})
     assert explicit.splits["train"].labels.tolist() == [2, 2, 1, 1, 0, 0]

@@ -1,6 +1,7 @@
 """Every configs/<dataset>/<method>.toml assembles against a small fixture of its dataset's layout:
 its data, encoders, fusion and balancers fit together (configs whose plugin is not installed are
 skipped). benchmarks/_format_fixtures.py writes the fixtures; frames are shrunk to 32 x 32."""
+
 from __future__ import annotations
 
 import tomllib

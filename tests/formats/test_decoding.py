@@ -1,7 +1,7 @@
 """The decoding pieces on hand-computed inputs: variant A's log spectrogram against a numpy STFT written
 out frame by frame, the polyphase resampler, the RandomResizedCrop draw, and config validation."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -10,7 +10,12 @@ import torch
 from format_helpers import host, run_config
 
 from mmcore.config import parse_config
-from mmcore.data.formats.audio import STFT_SHAPE, ogm_log_spectrogram, read_waveform, resample
+from mmcore.data.formats.audio import (
+    STFT_SHAPE,
+    ogm_log_spectrogram,
+    read_waveform,
+    resample,
+)
 from mmcore.data.formats.images import natural_key, random_resized_crop
 from mmcore.errors import ConfigError
 
@@ -19,7 +24,7 @@ def numpy_log_stft_frame(samples: np.ndarray, frame: int) -> np.ndarray:
     """One column of log(|STFT| + 1e-7): n_fft 512, hop 353, periodic Hann, centred with reflect padding."""
     padded = np.pad(samples, 256, mode="reflect")
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(512) / 512)
-    return np.log(np.abs(np.fft.rfft(padded[frame * 353: frame * 353 + 512] * window)) + 1e-7)
+    return np.log(np.abs(np.fft.rfft(padded[frame * 353 : frame * 353 + 512] * window)) + 1e-7)
 
 
 def test_variant_a_spectrogram_matches_a_frame_by_frame_numpy_stft():
@@ -32,8 +37,11 @@ def test_variant_a_spectrogram_matches_a_frame_by_frame_numpy_stft():
     for frame in (0, 1, 94, 187):
         np.testing.assert_allclose(spectrogram[:, frame].numpy(), numpy_log_stft_frame(tiled, frame), atol=1e-3)
     short = clip[:5000]  # under 1 s: tiled until the 3 s are full
-    np.testing.assert_allclose(ogm_log_spectrogram(short)[:, 150].numpy(),
-                               numpy_log_stft_frame(np.clip(np.tile(short, 14)[:66150], -1, 1), 150), atol=1e-3)
+    np.testing.assert_allclose(
+        ogm_log_spectrogram(short)[:, 150].numpy(),
+        numpy_log_stft_frame(np.clip(np.tile(short, 14)[:66150], -1, 1), 150),
+        atol=1e-3,
+    )
 
 
 def test_resampling_keeps_the_pitch_and_the_duration(tmp_path):
@@ -66,8 +74,17 @@ def test_natural_order_of_frame_names():
 
 
 def test_format_fields_are_validated_with_their_paths():
-    config = run_config({"kind": "crema_d", "modalities": ["audio"], "root": "data/CREMA-D", "format": "wav",
-                         "sha256": ["not-a-digest"], "frames": 0, "labels": ["A", "A"]})
+    config = run_config(
+        {
+            "kind": "crema_d",
+            "modalities": ["audio"],
+            "root": "data/CREMA-D",
+            "format": "wav",
+            "sha256": ["not-a-digest"],
+            "frames": 0,
+            "labels": ["A", "A"],
+        }
+    )
     with pytest.raises(ConfigError) as caught:
         parse_config(config, host().registry)
     text = str(caught.value)

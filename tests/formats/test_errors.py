@@ -1,6 +1,7 @@
 """Bad data gets a DataError naming the file (exit code 1): a missing folder or file, a corrupt
 image, a truncated audio file, an array of the wrong shape, an untrusted pickle. Also: errors from
 loader workers stay DataErrors, and a missing decoding library names the extra to install."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,14 @@ from mmcore.errors import ConfigError, DataError
 
 
 def crema_table(root, **keys):
-    return {"kind": "crema_d", "modalities": ["audio", "visual"], "root": str(root), "image_size": 16, "val_fraction": 0.5, **keys}
+    return {
+        "kind": "crema_d",
+        "modalities": ["audio", "visual"],
+        "root": str(root),
+        "image_size": 16,
+        "val_fraction": 0.5,
+        **keys,
+    }
 
 
 @pytest.fixture
@@ -60,8 +68,11 @@ def test_a_corrupt_or_truncated_image_is_named(crema):
 
 def test_a_validation_carve_that_leaves_a_split_empty_is_a_config_error(crema):
     root, _ = crema
-    with pytest.raises(ConfigError, match=r"\$\.data\.val_fraction: 0\.2 of each class of the 12 listed training clips "
-                                          r"leaves no validation clip"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\$\.data\.val_fraction: 0\.2 of each class of the 12 listed training clips "
+        r"leaves no validation clip",
+    ):
         load_bundle(root, crema_table(root, val_fraction=0.2))  # round(2 x 0.2) = 0
     with pytest.raises(ConfigError, match="leaves no training clip"):
         load_bundle(root, crema_table(root, val_fraction=0.9))
@@ -93,7 +104,9 @@ def test_arrays_of_the_wrong_shape_are_named(tmp_path):
     listed = write.write_crema_d(tmp_path / "p", 2, 1, audio_format="pmr-pkl1004", frames=1)
     bad = tmp_path / "p" / "Audio-1004" / f"{listed['test'][0][0]}.pkl"
     write.write_array(bad, np.zeros((257, 1000), dtype=np.float32))
-    bundle = load_bundle(tmp_path, crema_table(tmp_path / "p", modalities=["audio"], format="pmr-pkl1004", trusted=True))
+    bundle = load_bundle(
+        tmp_path, crema_table(tmp_path / "p", modalities=["audio"], format="pmr-pkl1004", trusted=True)
+    )
     with pytest.raises(DataError, match=rf"{bad}: array of shape \(257, 1000\); expected \(257, 1004\)"):
         bundle.splits["test"][0]
     write.write_av_mnist(tmp_path / "m", 12, 4)
@@ -105,12 +118,16 @@ def test_arrays_of_the_wrong_shape_are_named(tmp_path):
     data["valid"]["vision"] = data["valid"]["vision"][:, :, 0]
     write.write_pickle(tmp_path / "s.pkl", data)
     with pytest.raises(DataError, match=r"s\.pkl: val/vision is a float32 array of shape \(2, 4\); expected 3 numeric"):
-        load_bundle(tmp_path, {"kind": "cmu_mosi", "modalities": ["vision"], "path": str(tmp_path / "s.pkl"), "trusted": True})
+        load_bundle(
+            tmp_path, {"kind": "cmu_mosi", "modalities": ["vision"], "path": str(tmp_path / "s.pkl"), "trusted": True}
+        )
 
 
 def test_an_untrusted_pickle_is_refused_with_its_digest_and_the_keys_to_set(tmp_path):
     write = fixtures()
-    write.write_pickle(tmp_path / "humor.pkl", write.front_padded_tables({"train": 2, "valid": 1, "test": 1}, (4, 4, 4), (3, 3, 3)))
+    write.write_pickle(
+        tmp_path / "humor.pkl", write.front_padded_tables({"train": 2, "valid": 1, "test": 1}, (4, 4, 4), (3, 3, 3))
+    )
     digest = hashlib.sha256((tmp_path / "humor.pkl").read_bytes()).hexdigest()
     table = {"kind": "ur_funny", "modalities": ["text"], "path": str(tmp_path / "humor.pkl")}
     with pytest.raises(DataError) as caught:
@@ -123,7 +140,9 @@ def test_an_untrusted_pickle_is_refused_with_its_digest_and_the_keys_to_set(tmp_
         load_bundle(tmp_path, {**table, "sha256": ["0" * 64]})
     write.write_crema_d(tmp_path / "c", 2, 1, audio_format="pmr-pkl1004", frames=1)
     folder = tmp_path / "c" / "Audio-1004"
-    with pytest.raises(DataError, match=rf"{folder}/\w+\.pkl: not loaded: unpickling runs code"):  # before training starts
+    with pytest.raises(
+        DataError, match=rf"{folder}/\w+\.pkl: not loaded: unpickling runs code"
+    ):  # before training starts
         load_bundle(tmp_path, crema_table(tmp_path / "c", modalities=["audio"], format="pmr-pkl1004"))
 
 
@@ -145,6 +164,9 @@ def test_a_data_error_in_a_loader_worker_stays_a_data_error(crema):
 
 def test_a_missing_decoding_library_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "soundfile", None)  # makes `import soundfile` fail
-    with pytest.raises(ConfigError, match=r"\$\.data\.kind: 'crema_d' needs soundfile, which is not installed: "
-                                          r"pip install 'mmcore\[formats\]'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\$\.data\.kind: 'crema_d' needs soundfile, which is not installed: "
+        r"pip install 'mmcore\[formats\]'",
+    ):
         require("crema_d", "PIL", "soundfile")

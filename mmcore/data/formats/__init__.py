@@ -5,6 +5,7 @@ user's folder or file, and each kind's `format` field is the format id of that l
 Decoding uses the `formats` extra (Pillow, soundfile, scipy), imported only when such a dataset
 is built, so the core imports without it.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -18,34 +19,50 @@ def register(registry: ComponentRegistry) -> None:
     from mmcore.data.formats import av_mnist, ave, crema_d, kinetics_sounds, mosi, multibench_affect
 
     registry.dataset(
-        "crema_d", crema_d.CremaDConfig, crema_d.build_crema_d,
+        "crema_d",
+        crema_d.CremaDConfig,
+        crema_d.build_crema_d,
         help="CREMA-D, OGM-GE split: frames + audio (format ogm-wav | pmr-pkl1004 | fbank-pt | fbank-npy), 6 classes",
     )
     registry.dataset(
-        "kinetics_sounds", kinetics_sounds.KineticsSoundsConfig, kinetics_sounds.build_kinetics_sounds,
+        "kinetics_sounds",
+        kinetics_sounds.KineticsSoundsConfig,
+        kinetics_sounds.build_kinetics_sounds,
         help="Kinetics-Sounds, OGM-GE lists: fbank (1024 x 128) + 3 frames, 31 classes",
     )
     registry.dataset(
-        "ave", ave.AVEConfig, ave.build_ave,
-        help="AVE, official splits: event-segment frames + audio (format pmr-pkl1004 | fbank-npy | fbank-pt), 28 classes",
+        "ave",
+        ave.AVEConfig,
+        ave.build_ave,
+        help="AVE, official splits: event-segment frames + audio (pmr-pkl1004 | fbank-npy | fbank-pt), 28 classes",
     )
     registry.dataset(
-        "av_mnist", av_mnist.AVMnistConfig, av_mnist.build_av_mnist,
+        "av_mnist",
+        av_mnist.AVMnistConfig,
+        av_mnist.build_av_mnist,
         help="AV-MNIST, MultiBench npy layout: image 28 x 28 + audio 112 x 112, 10 digits; val = last 5,000 train rows",
     )
     registry.dataset(
-        "cmu_mosi", mosi.SentimentConfig, mosi.build_cmu_mosi,
+        "cmu_mosi",
+        mosi.SentimentConfig,
+        mosi.build_cmu_mosi,
         help="CMU-MOSI pickles (format mmsa | mult): text, audio, vision sequences; sentiment regression or binary",
     )
     registry.dataset(
-        "cmu_mosei", mosi.SentimentConfig, mosi.build_cmu_mosei,
+        "cmu_mosei",
+        mosi.SentimentConfig,
+        mosi.build_cmu_mosei,
         help="CMU-MOSEI pickles (format mmsa | mult): text, audio, vision sequences; sentiment regression or binary",
     )
     registry.dataset(
-        "ur_funny", multibench_affect.MultiBenchAffectConfig, multibench_affect.build_ur_funny,
+        "ur_funny",
+        multibench_affect.MultiBenchAffectConfig,
+        multibench_affect.build_ur_funny,
         help="UR-FUNNY, MultiBench humor.pkl: text, audio, vision sequences; binary humor",
     )
     registry.dataset(
-        "mustard", multibench_affect.MultiBenchAffectConfig, multibench_affect.build_mustard,
+        "mustard",
+        multibench_affect.MultiBenchAffectConfig,
+        multibench_affect.build_mustard,
         help="MUStARD, MultiBench sarcasm.pkl: text, audio, vision sequences; binary sarcasm",
     )

@@ -10,6 +10,7 @@
 Every reader raises a DataError naming the file for a missing, truncated or unreadable file and
 for an array of the wrong shape.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,12 @@ def ogm_log_spectrogram(samples: np.ndarray) -> Tensor:
     tiled = np.tile(samples, max(3, -(-length // samples.shape[0])))[:length]
     waveform = torch.from_numpy(np.clip(tiled, -1.0, 1.0))
     spectrum = torch.stft(
-        waveform, N_FFT, hop_length=HOP, window=torch.hann_window(N_FFT), center=True, pad_mode="reflect",
+        waveform,
+        N_FFT,
+        hop_length=HOP,
+        window=torch.hann_window(N_FFT),
+        center=True,
+        pad_mode="reflect",
         return_complex=True,
     )
     return torch.log(spectrum.abs() + LOG_FLOOR)
@@ -169,7 +175,9 @@ def fbank_frames_of(path: Path) -> int:
     return int(shape[0])
 
 
-def audio_reader(audio_format: str, folder: Path, trust: PickleTrust, frames: int = 0, first_clip: str | None = None) -> object:
+def audio_reader(
+    audio_format: str, folder: Path, trust: PickleTrust, frames: int = 0, first_clip: str | None = None
+) -> object:
     """The reader of a format id's audio: `ogm-wav` (A), `pmr-pkl1004` (B), `fbank-pt` / `fbank-npy` (C).
 
     For fbank, `frames` = 0 takes T from `first_clip`'s file."""

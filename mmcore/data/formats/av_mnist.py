@@ -8,6 +8,7 @@ Samples are `image` [1, 28, 28] and `audio` [1, 112, 112], divided by 255 (`norm
 is the last `val_size` (5,000) training rows, as MultiBench splits it: 55,000 / 5,000 / 10,000.
 The arrays are memory-mapped (no pickles: allow_pickle is off) and each process opens its own map.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,13 @@ class AVMnistConfig:
     root: str = field(validator=min_len(1), metadata={"help": "the avmnist folder (image/, audio/, *_labels.npy)"})
     format: str = field(default="multibench-npy", validator=in_(FORMATS), metadata={"help": " | ".join(FORMATS)})
     val_size: int = field(
-        default=5000, validator=and_(instance_of(int), ge(1)), metadata={"help": "the last training rows held out for validation (MultiBench: 5000)"}
+        default=5000,
+        validator=and_(instance_of(int), ge(1)),
+        metadata={"help": "the last training rows held out for validation (MultiBench: 5000)"},
     )
-    normalize: bool = field(default=True, validator=instance_of(bool), metadata={"help": "divide the 0-255 values by 255 (MultiBench)"})
+    normalize: bool = field(
+        default=True, validator=instance_of(bool), metadata={"help": "divide the 0-255 values by 255 (MultiBench)"}
+    )
 
 
 def open_rows(path: Path) -> np.ndarray:

@@ -13,6 +13,7 @@ The official split files `trainSet.txt` / `valSet.txt` / `testSet.txt` (3,339 / 
 Labels: `labels` in index order when given; otherwise the categories in order of first appearance
 in the test list, as PMR numbers them. A video listed twice in one split is kept once (PMR).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,20 +44,35 @@ class AVEConfig:
     train_list: str = field(default="trainSet.txt", metadata={"help": "training split file, under root"})
     val_list: str = field(default="valSet.txt", metadata={"help": "validation split file, under root"})
     test_list: str = field(default="testSet.txt", metadata={"help": "test split file, under root"})
-    frames_dir: str = field(default="Image-01-FPS-SE", metadata={"help": "frame folders <frames_dir>/<VideoID>/, under root"})
-    audio_dir: str = field(default="", metadata={"help": "audio files <audio_dir>/<VideoID>.<ext>, under root; empty = the format's default"})
+    frames_dir: str = field(
+        default="Image-01-FPS-SE", metadata={"help": "frame folders <frames_dir>/<VideoID>/, under root"}
+    )
+    audio_dir: str = field(
+        default="",
+        metadata={"help": "audio files <audio_dir>/<VideoID>.<ext>, under root; empty = the format's default"},
+    )
     labels: tuple[str, ...] = field(
-        default=(), converter=tuple, validator=deep_iterable(instance_of(str)),
+        default=(),
+        converter=tuple,
+        validator=deep_iterable(instance_of(str)),
         metadata={"help": "category names in index order; empty = order of first appearance in the test list (PMR)"},
     )
-    frames: int = field(default=4, validator=and_(instance_of(int), ge(1)), metadata={"help": "frames per clip (PMR, DI-MML 4; ReconBoost 3)"})
-    image_size: int = field(default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"})
+    frames: int = field(
+        default=4,
+        validator=and_(instance_of(int), ge(1)),
+        metadata={"help": "frames per clip (PMR, DI-MML 4; ReconBoost 3)"},
+    )
+    image_size: int = field(
+        default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"}
+    )
     audio_frames: int = field(
-        default=0, validator=and_(instance_of(int), ge(0)),
+        default=0,
+        validator=and_(instance_of(int), ge(0)),
         metadata={"help": "fbank formats: frames T per file; 0 = read from the first training file"},
     )
     skip_missing: bool = field(
-        default=False, validator=instance_of(bool),
+        default=False,
+        validator=instance_of(bool),
         metadata={"help": "leave out listed videos whose files are missing (PMR does) instead of failing"},
     )
     trusted: bool = trusted_field()
@@ -104,7 +120,9 @@ def build_ave(config: AVEConfig, ctx: BuildContext) -> DataBundle:
             config.audio_frames,
             first_clip,
         ),
-        "visual": lambda: FrameStackReader(existing_folder(root / config.frames_dir, "frames"), config.frames, config.image_size),
+        "visual": lambda: FrameStackReader(
+            existing_folder(root / config.frames_dir, "frames"), config.frames, config.image_size
+        ),
     }
     readers = {m: make[m]() for m in ctx.modalities}
     splits = {}

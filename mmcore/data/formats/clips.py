@@ -1,5 +1,6 @@
 """What the audio-visual formats (CREMA-D, Kinetics-Sounds, AVE) share: list files of clips, a
 dataset that reads each clip's files on access, and the checks run before any training starts."""
+
 from __future__ import annotations
 
 import logging
@@ -57,8 +58,11 @@ class ClipSplit(Dataset[dict[str, Any]]):
 
 
 def check_modalities(kind: str, modalities: Sequence[str], available: Sequence[str]) -> None:
-    problems = [f"$.data.modalities: {kind!r} has no modality {m!r}; it has {', '.join(available)}"
-                for m in modalities if m not in available]
+    problems = [
+        f"$.data.modalities: {kind!r} has no modality {m!r}; it has {', '.join(available)}"
+        for m in modalities
+        if m not in available
+    ]
     if problems:
         raise ConfigError(problems)
 
@@ -99,7 +103,9 @@ def keep_complete(
         raise DataError(list_path, "lists no clips" if not clips else "no listed clip has all its files")
     if dropped:
         log.warning("%s: %d of %d listed clips lack a file and are left out", list_path, dropped, len(clips))
-    return [c for c, ok in zip(clips, complete) if ok], [y for y, ok in zip(labels, complete) if ok]
+    return [c for c, ok in zip(clips, complete, strict=True) if ok], [
+        y for y, ok in zip(labels, complete, strict=True) if ok
+    ]
 
 
 def clip_bundle(
@@ -137,6 +143,8 @@ def carve(clips: list[str], labels: list[int], fraction: float, seed: int) -> tu
     train_rows, val_rows = carve_validation(torch.tensor(labels, dtype=torch.long), fraction, seed)
     for rows, left in ((val_rows, "validation"), (train_rows, "training")):
         if rows.numel() == 0:
-            raise ConfigError(f"$.data.val_fraction: {fraction} of each class of the {len(clips)} listed training "
-                              f"clips leaves no {left} clip (it takes round(class size x fraction) per class)")
+            raise ConfigError(
+                f"$.data.val_fraction: {fraction} of each class of the {len(clips)} listed training "
+                f"clips leaves no {left} clip (it takes round(class size x fraction) per class)"
+            )
     return pick(train_rows), pick(val_rows)

@@ -14,6 +14,7 @@ The label order is configuration (`labels`; repos disagree, so checkpoints only 
 same order). There is no official validation split: `val_fraction` of each class of the training
 list is carved out with `split_seed`, and validation frames get the evaluation transform.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,9 +57,12 @@ class CremaDConfig:
     format: str = field(default="ogm-wav", validator=in_(FORMATS), metadata={"help": " | ".join(FORMATS)})
     train_list: str = field(default="train.csv", metadata={"help": "training list (`clip_id,LABEL` lines), under root"})
     test_list: str = field(default="test.csv", metadata={"help": "test list, under root"})
-    frames_dir: str = field(default="Image-01-FPS", metadata={"help": "frame folders <frames_dir>/<clip_id>/, under root"})
+    frames_dir: str = field(
+        default="Image-01-FPS", metadata={"help": "frame folders <frames_dir>/<clip_id>/, under root"}
+    )
     audio_dir: str = field(
-        default="", metadata={"help": "audio files <audio_dir>/<clip_id>.<ext>, under root; empty = the format's default"}
+        default="",
+        metadata={"help": "audio files <audio_dir>/<clip_id>.<ext>, under root; empty = the format's default"},
     )
     labels: tuple[str, ...] = field(
         default=OGM_GE_LABELS,
@@ -66,19 +70,29 @@ class CremaDConfig:
         validator=and_(min_len(2), deep_iterable(instance_of(str)), _distinct),
         metadata={"help": "class names in index order (default: OGM-GE's; MMPareto sorts them)"},
     )
-    frames: int = field(default=1, validator=and_(instance_of(int), ge(1)), metadata={"help": "frames per clip (OGM-GE 1; PMR, MLA 3)"})
-    image_size: int = field(default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"})
+    frames: int = field(
+        default=1, validator=and_(instance_of(int), ge(1)), metadata={"help": "frames per clip (OGM-GE 1; PMR, MLA 3)"}
+    )
+    image_size: int = field(
+        default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"}
+    )
     audio_frames: int = field(
-        default=0, validator=and_(instance_of(int), ge(0)),
+        default=0,
+        validator=and_(instance_of(int), ge(0)),
         metadata={"help": "fbank formats: frames T per file; 0 = read from the first training file"},
     )
     val_fraction: float = field(
-        default=0.1, validator=and_(gt(0.0), lt(1.0)), metadata={"help": "fraction of each class of the training list held out for validation"}
+        default=0.1,
+        validator=and_(gt(0.0), lt(1.0)),
+        metadata={"help": "fraction of each class of the training list held out for validation"},
     )
     split_seed: int = field(default=0, validator=instance_of(int), metadata={"help": "seed of the validation carve"})
     skip_missing: bool = field(
-        default=False, validator=instance_of(bool),
-        metadata={"help": "leave out listed clips whose files are missing (the official loaders do) instead of failing"},
+        default=False,
+        validator=instance_of(bool),
+        metadata={
+            "help": "leave out listed clips whose files are missing (the official loaders do) instead of failing"
+        },
     )
     trusted: bool = trusted_field()
     sha256: tuple[str, ...] = sha256_field()
@@ -91,7 +105,9 @@ def read_clip_list(path: Path, labels: tuple[str, ...]) -> tuple[list[str], list
     for number, line in list_lines(path):
         fields = [f.strip() for f in line.split(",")]
         if len(fields) < 2 or fields[1] not in index:
-            raise DataError(path, f"line {number}: {line!r} is not `clip_id,LABEL` with LABEL in $.data.labels {list(labels)}")
+            raise DataError(
+                path, f"line {number}: {line!r} is not `clip_id,LABEL` with LABEL in $.data.labels {list(labels)}"
+            )
         clips.append(fields[0])
         targets.append(index[fields[1]])
     return clips, targets
@@ -115,7 +131,9 @@ def build_crema_d(config: CremaDConfig, ctx: BuildContext) -> DataBundle:
             config.audio_frames,
             first_clip,
         ),
-        "visual": lambda: FrameStackReader(existing_folder(root / config.frames_dir, "frames"), config.frames, config.image_size),
+        "visual": lambda: FrameStackReader(
+            existing_folder(root / config.frames_dir, "frames"), config.frames, config.image_size
+        ),
     }
     readers = {m: make[m]() for m in ctx.modalities}
     complete = {name: keep_complete(*listed[name], readers, lists[name], config.skip_missing) for name in lists}

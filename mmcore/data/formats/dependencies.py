@@ -1,4 +1,5 @@
 """The optional decoding libraries of the `formats` extra, imported only by the kinds that need them."""
+
 from __future__ import annotations
 
 import importlib
@@ -20,7 +21,6 @@ def require(kind: str, *modules: str) -> list[ModuleType]:
             missing.append(DISTRIBUTIONS.get(name, name))
     if missing:
         raise ConfigError(
-            f"$.data.kind: {kind!r} needs {', '.join(missing)}, which is not installed: "
-            "pip install 'mmcore[formats]'"
+            f"$.data.kind: {kind!r} needs {', '.join(missing)}, which is not installed: pip install 'mmcore[formats]'"
         )
     return loaded

@@ -12,6 +12,7 @@ frame_10): the folder is cut into `count` equal segments and one frame is taken 
 random one in training, the middle one in evaluation (the Kinetics-Sounds rule of the official
 codes; with fewer frames than `count`, frames repeat).
 """
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ space separated: the name is the first field, the integer label the last), Kaldi
 validation list (Valuate-and-Enhance ships one) is used when given; otherwise `val_fraction` of
 each class of the training list is carved out with `split_seed`.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,19 +37,32 @@ class KineticsSoundsConfig:
     format: str = field(default="fbank-npy", validator=in_(FORMATS), metadata={"help": " | ".join(FORMATS)})
     train_list: str = field(default="my_train.txt", metadata={"help": "training list, under root"})
     test_list: str = field(default="my_test.txt", metadata={"help": "test list, under root"})
-    val_list: str = field(default="", metadata={"help": "validation list, under root; empty = carve val_fraction from train"})
-    audio_dir: str = field(default="audio", metadata={"help": "fbank files <audio_dir>/<name>.npy (or .pt), under root"})
+    val_list: str = field(
+        default="", metadata={"help": "validation list, under root; empty = carve val_fraction from train"}
+    )
+    audio_dir: str = field(
+        default="audio", metadata={"help": "fbank files <audio_dir>/<name>.npy (or .pt), under root"}
+    )
     frames_dir: str = field(default="visual", metadata={"help": "frame folders <frames_dir>/<name>/, under root"})
-    num_classes: int = field(default=31, validator=and_(instance_of(int), ge(2)), metadata={"help": "classes (OGM-GE, BalanceMM: 31)"})
+    num_classes: int = field(
+        default=31, validator=and_(instance_of(int), ge(2)), metadata={"help": "classes (OGM-GE, BalanceMM: 31)"}
+    )
     frames: int = field(default=3, validator=and_(instance_of(int), ge(1)), metadata={"help": "frames per clip"})
-    image_size: int = field(default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"})
-    audio_frames: int = field(default=1024, validator=and_(instance_of(int), ge(1)), metadata={"help": "fbank frames T per file"})
+    image_size: int = field(
+        default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"}
+    )
+    audio_frames: int = field(
+        default=1024, validator=and_(instance_of(int), ge(1)), metadata={"help": "fbank frames T per file"}
+    )
     val_fraction: float = field(
-        default=0.1, validator=and_(gt(0.0), lt(1.0)), metadata={"help": "fraction of each class carved for validation (no val_list)"}
+        default=0.1,
+        validator=and_(gt(0.0), lt(1.0)),
+        metadata={"help": "fraction of each class carved for validation (no val_list)"},
     )
     split_seed: int = field(default=0, validator=instance_of(int), metadata={"help": "seed of the validation carve"})
     skip_missing: bool = field(
-        default=False, validator=instance_of(bool),
+        default=False,
+        validator=instance_of(bool),
         metadata={"help": "leave out listed clips whose files are missing instead of failing"},
     )
 
@@ -59,7 +73,9 @@ def read_name_label_list(path: Path, num_classes: int) -> tuple[list[str], list[
     for number, line in list_lines(path):
         fields = [f for f in re.split(r"[,\s]+", line) if f]
         if len(fields) < 2 or not fields[-1].isdigit() or int(fields[-1]) >= num_classes:
-            raise DataError(path, f"line {number}: {line!r} is not `name ... label` with a label in 0..{num_classes - 1}")
+            raise DataError(
+                path, f"line {number}: {line!r} is not `name ... label` with a label in 0..{num_classes - 1}"
+            )
         names.append(fields[0])
         labels.append(int(fields[-1]))
     return names, labels
@@ -75,8 +91,12 @@ def build_kinetics_sounds(config: KineticsSoundsConfig, ctx: BuildContext) -> Da
     names = {"train": config.train_list, "val": config.val_list, "test": config.test_list}
     lists = {split: root / name for split, name in names.items() if name}
     make = {
-        "audio": lambda: audio_reader(config.format, existing_folder(root / config.audio_dir, "audio"), PickleTrust(), config.audio_frames),
-        "visual": lambda: FrameStackReader(existing_folder(root / config.frames_dir, "frames"), config.frames, config.image_size),
+        "audio": lambda: audio_reader(
+            config.format, existing_folder(root / config.audio_dir, "audio"), PickleTrust(), config.audio_frames
+        ),
+        "visual": lambda: FrameStackReader(
+            existing_folder(root / config.frames_dir, "frames"), config.frames, config.image_size
+        ),
     }
     readers = {m: make[m]() for m in ctx.modalities}
     complete = {

@@ -1,9 +1,10 @@
 """`cmu_mosi` / `cmu_mosei`: sentiment pickles as MMSA and MulT publish them (specs/toolkit-anchors.md §c).
 
-| format | file                                                     | per split (train / valid / test)                |
-|--------|----------------------------------------------------------|-------------------------------------------------|
-| `mmsa` | `Processed/aligned_50.pkl`, `Processed/unaligned_50.pkl` | text (BERT, N x 50 x 768), audio, vision, `audio_lengths`, `vision_lengths`, `text_bert` (ids, mask, segments), `regression_labels` |
-| `mult` | `mosi_data.pkl`, `mosei_senti_data_noalign.pkl`, ...     | text (GloVe 300), audio, vision, `labels` (N x 1 x 1) |
+- format `mmsa`: `Processed/aligned_50.pkl` or `Processed/unaligned_50.pkl`; per split (train /
+  valid / test) `text` (BERT, N x 50 x 768), `audio`, `vision`, `audio_lengths`, `vision_lengths`,
+  `text_bert` (token ids, attention mask, segment ids) and `regression_labels`.
+- format `mult`: `mosi_data.pkl`, `mosei_senti_data_noalign.pkl`, ...; per split `text` (GloVe
+  300), `audio`, `vision` and `labels` (N x 1 x 1).
 
 Masks: MMSA's text mask is `text_bert`'s attention mask and audio/vision masks come from their
 lengths (each all-real where the key is absent); MulT sequences are front-padded, so they are
@@ -14,6 +15,7 @@ positive: MMSA's Non0) or `binary_gt0` (> 0 positive, zero negative: MultiBench'
 pickles load only when trusted (trusted_pickle.py); the digests the MMSA README publishes for its
 files are trusted already.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,18 +62,29 @@ CITATIONS = {
 
 @frozen(kw_only=True)
 class SentimentConfig:
-    path: str = field(validator=min_len(1), metadata={"help": "the pickle file (MMSA Processed/*.pkl or a MulT *_data*.pkl)"})
-    format: str = field(default="mmsa", validator=in_(FORMATS), metadata={"help": "mmsa | mult (see the table in mosi.py)"})
+    path: str = field(
+        validator=min_len(1), metadata={"help": "the pickle file (MMSA Processed/*.pkl or a MulT *_data*.pkl)"}
+    )
+    format: str = field(
+        default="mmsa",
+        validator=in_(FORMATS),
+        metadata={"help": "mmsa (MMSA Processed/*.pkl) | mult (MulT *_data*.pkl)"},
+    )
     task: str = field(
-        default="regression", validator=in_(TASKS),
-        metadata={"help": "regression (scores in [-3, 3]) | binary_has0 (>= 0 positive) | binary_non0 (zeros dropped, "
-                          "> 0 positive) | binary_gt0 (> 0 positive, zeros negative)"},
+        default="regression",
+        validator=in_(TASKS),
+        metadata={
+            "help": "regression (scores in [-3, 3]) | binary_has0 (>= 0 positive) | binary_non0 (zeros dropped, "
+            "> 0 positive) | binary_gt0 (> 0 positive, zeros negative)"
+        },
     )
     trusted: bool = trusted_field()
     sha256: tuple[str, ...] = sha256_field()
 
 
-def mmsa_split(path: Path, table: Mapping[str, Any], split: str, modalities: tuple[str, ...]) -> tuple[dict, dict, np.ndarray]:
+def mmsa_split(
+    path: Path, table: Mapping[str, Any], split: str, modalities: tuple[str, ...]
+) -> tuple[dict, dict, np.ndarray]:
     features = feature_sequences(path, table, split, modalities)
     masks = full_masks(features)
     if "text" in features and "text_bert" in table:
@@ -85,7 +98,9 @@ def mmsa_split(path: Path, table: Mapping[str, Any], split: str, modalities: tup
     return features, masks, scores_of(path, table, split, "regression_labels", count)
 
 
-def mult_split(path: Path, table: Mapping[str, Any], split: str, modalities: tuple[str, ...]) -> tuple[dict, dict, np.ndarray]:
+def mult_split(
+    path: Path, table: Mapping[str, Any], split: str, modalities: tuple[str, ...]
+) -> tuple[dict, dict, np.ndarray]:
     features, masks = left_align(feature_sequences(path, table, split, modalities))
     return features, masks, scores_of(path, table, split, "labels", next(iter(features.values())).shape[0])
 
@@ -98,8 +113,11 @@ def binarised(features: dict, masks: dict, scores: np.ndarray, task: str) -> tup
     if task == "binary_gt0":
         return features, masks, (scores > 0).astype(np.float32)
     keep = scores != 0
-    return ({m: a[keep] for m, a in features.items()}, {m: a[keep] for m, a in masks.items()},
-            (scores[keep] > 0).astype(np.float32))
+    return (
+        {m: a[keep] for m, a in features.items()},
+        {m: a[keep] for m, a in masks.items()},
+        (scores[keep] > 0).astype(np.float32),
+    )
 
 
 def build_sentiment(kind: str, config: SentimentConfig, ctx: BuildContext) -> DataBundle:
@@ -109,7 +127,9 @@ def build_sentiment(kind: str, config: SentimentConfig, ctx: BuildContext) -> Da
     trust = PickleTrust(config.trusted, frozenset(config.sha256) | frozenset(MMSA_PUBLISHED_SHA256))
     tables = split_tables(path, load_trusted_pickle(path, trust))
     read_split = mmsa_split if config.format == "mmsa" else mult_split
-    splits = {name: binarised(*read_split(path, table, name, modalities), config.task) for name, table in tables.items()}
+    splits = {
+        name: binarised(*read_split(path, table, name, modalities), config.task) for name, table in tables.items()
+    }
     check_feature_dims(path, {name: split[0] for name, split in splits.items()})
     task = "regression" if config.task == "regression" else "binary"
     return sequence_bundle(modalities, splits, task, CITATIONS[kind], kind)

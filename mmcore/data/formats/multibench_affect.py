@@ -8,6 +8,7 @@ starts (sequences.left_align) and are cut or padded to `max_seq_len` steps, with
 real ones. The task is binary: humor is positive for a non-zero label (MultiBench keeps the raw
 0/1), sarcasm for a label > 0. The pickles load only when trusted (trusted_pickle.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,16 +58,22 @@ class MultiBenchAffectConfig:
     path: str = field(validator=min_len(1), metadata={"help": "the MultiBench pickle (humor.pkl or sarcasm.pkl)"})
     format: str = field(default="multibench-pkl", validator=in_(FORMATS), metadata={"help": " | ".join(FORMATS)})
     max_seq_len: int = field(
-        default=50, validator=and_(instance_of(int), ge(1)), metadata={"help": "steps kept per sequence (MultiBench default 50; its humor example 40)"}
+        default=50,
+        validator=and_(instance_of(int), ge(1)),
+        metadata={"help": "steps kept per sequence (MultiBench default 50; its humor example 40)"},
     )
     drop_empty_text: bool = field(
-        default=True, validator=instance_of(bool), metadata={"help": "drop samples whose text is all zero (MultiBench's drop_entry)"}
+        default=True,
+        validator=instance_of(bool),
+        metadata={"help": "drop samples whose text is all zero (MultiBench's drop_entry)"},
     )
     trusted: bool = trusted_field()
     sha256: tuple[str, ...] = sha256_field()
 
 
-def multibench_split(path: Path, table: dict, split: str, kind: str, config: MultiBenchAffectConfig) -> tuple[dict, dict, np.ndarray]:
+def multibench_split(
+    path: Path, table: dict, split: str, kind: str, config: MultiBenchAffectConfig
+) -> tuple[dict, dict, np.ndarray]:
     features = feature_sequences(path, table, split, MODALITIES)
     labels = POSITIVE[kind](scores_of(path, table, split, "labels", features["text"].shape[0])).astype(np.float32)
     if config.drop_empty_text:

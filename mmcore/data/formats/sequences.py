@@ -7,6 +7,7 @@ MulT and MultiBench pad sequences with zero steps at the front; `left_align` mov
 to the start and masks the rest. Aligned data (one T for every modality) starts where the text
 starts; unaligned data starts each modality at its own first non-zero step (MultiBench's rule).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,9 @@ def array_of(path: Path, table: Mapping[str, Any], split: str, key: str, ndim: i
     except ValueError as error:
         raise DataError(path, f"{split}/{key} is not an array ({error})") from error
     if array.ndim != ndim or not np.issubdtype(array.dtype, np.number):
-        raise DataError(path, f"{split}/{key} is a {array.dtype} array of shape {array.shape}; expected {ndim} numeric dimensions")
+        raise DataError(
+            path, f"{split}/{key} is a {array.dtype} array of shape {array.shape}; expected {ndim} numeric dimensions"
+        )
     return array
 
 
@@ -53,14 +56,20 @@ def scores_of(path: Path, table: Mapping[str, Any], split: str, key: str, count:
         raise DataError(path, f"split {split!r} has no {key!r}; it has {sorted(map(str, table))}")
     labels = np.asarray(table[key])
     if labels.size != count or (labels.ndim and labels.shape[0] != count) or not np.issubdtype(labels.dtype, np.number):
-        raise DataError(path, f"{split}/{key} is a {labels.dtype} array of shape {labels.shape}; expected {count} numbers")
+        raise DataError(
+            path, f"{split}/{key} is a {labels.dtype} array of shape {labels.shape}; expected {count} numbers"
+        )
     return labels.reshape(-1).astype(np.float32)
 
 
-def feature_sequences(path: Path, table: Mapping[str, Any], split: str, modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
+def feature_sequences(
+    path: Path, table: Mapping[str, Any], split: str, modalities: tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """float32 (N, T, D) per modality, non-finite values zeroed; every modality with the same N."""
-    arrays = {m: np.nan_to_num(array_of(path, table, split, m, 3).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-              for m in modalities}
+    arrays = {
+        m: np.nan_to_num(array_of(path, table, split, m, 3).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        for m in modalities
+    }
     counts = {m: a.shape[0] for m, a in arrays.items()}
     if len(set(counts.values())) > 1:
         raise DataError(path, f"split {split!r} has different sample counts per modality: {counts}")
@@ -136,4 +145,3 @@ def lengths_mask(path: Path, lengths: np.ndarray, steps: int, what: str) -> np.n
     if lengths.size and (lengths.min() < 0 or lengths.max() > steps):
         raise DataError(path, f"{what} must lie in 0..{steps}, got {lengths.min()}..{lengths.max()}")
     return np.arange(steps)[None, :] < lengths[:, None]
-

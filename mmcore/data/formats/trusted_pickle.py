@@ -5,6 +5,7 @@ allow-list (`sha256 = [...]` in the config, plus the digests a format publishes,
 in the MMSA README). A restricted Unpickler is no substitute: the MMSA and MultiBench pickles hold
 numpy arrays, whose reconstruction needs exactly the callables an attack would use.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,9 @@ def trusted_field() -> Any:
     return field(
         default=False,
         validator=instance_of(bool),
-        metadata={"help": "load pickle files without checking their digest (unpickling runs code: only files you trust)"},
+        metadata={
+            "help": "load pickle files without checking their digest (unpickling runs code: only files you trust)"
+        },
     )
 
 
@@ -63,7 +66,7 @@ def load_trusted_pickle(path: Path, trust: PickleTrust) -> Any:
                 path,
                 f"not loaded: unpickling runs code, and this file is not trusted (SHA-256 {digest}). "
                 f"If you trust it, add its digest to {trust.config_path}.sha256 "
-                f"(sha256 = [\"{digest}\"]) or set {trust.config_path}.trusted = true",
+                f'(sha256 = ["{digest}"]) or set {trust.config_path}.trusted = true',
             )
     try:
         with open(path, "rb") as file:
