@@ -60,6 +60,12 @@ def test_mmsa_pickle_masks_labels_and_published_digests(tmp_path):
     assert test.inputs["audio"][:, 0, 0].eq(0).all() and torch.isfinite(test.inputs["audio"]).all()  # -inf -> 0
     assert torch.equal(test.inputs["vision"], torch.from_numpy(source["vision"]))
     assert len(MMSA_PUBLISHED_SHA256) == 5 and all(len(d) == 64 for d in MMSA_PUBLISHED_SHA256)
+    # an aligned file (one length for all): every modality takes the text's mask; lengths are unaligned-only
+    aligned = fixtures().mmsa_tables({"train": 3, "valid": 2, "test": 4}, steps=(9, 9, 9), dims=(16, 5, 20))
+    fixtures().write_pickle(path, aligned)
+    test = whole(load_bundle(tmp_path, {**table, "sha256": [sha256(path)]}).splits["test"])
+    text_mask = torch.from_numpy(aligned["test"]["text_bert"][:, 1] > 0)
+    assert all(torch.equal(test.masks[m], text_mask) for m in ("text", "audio", "vision"))
 
 
 BINARISED = {"binary_has0": [1.0, 0.0, 1.0, 1.0], "binary_non0": [0.0, 1.0, 1.0], "binary_gt0": [0.0, 0.0, 1.0, 1.0]}

@@ -103,7 +103,7 @@ def label_indices(rows: list[tuple[str, str]], labels: list[str], path: Path) ->
 
 def build_ave(config: AVEConfig, ctx: BuildContext) -> DataBundle:
     check_modalities("ave", ctx.modalities, MODALITIES)
-    require("ave", "PIL")
+    require("ave", "PIL", "soundfile", "scipy")  # the formats extra: images and audio
     from mmcore.data.formats.audio import audio_reader
     from mmcore.data.formats.images import FrameStackReader
 

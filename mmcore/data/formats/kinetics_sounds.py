@@ -83,7 +83,7 @@ def read_name_label_list(path: Path, num_classes: int) -> tuple[list[str], list[
 
 def build_kinetics_sounds(config: KineticsSoundsConfig, ctx: BuildContext) -> DataBundle:
     check_modalities("kinetics_sounds", ctx.modalities, MODALITIES)
-    require("kinetics_sounds", "PIL")
+    require("kinetics_sounds", "PIL", "soundfile", "scipy")  # the formats extra: images and audio
     from mmcore.data.formats.audio import audio_reader
     from mmcore.data.formats.images import FrameStackReader
 

@@ -6,9 +6,9 @@
 - format `mult`: `mosi_data.pkl`, `mosei_senti_data_noalign.pkl`, ...; per split `text` (GloVe
   300), `audio`, `vision` and `labels` (N x 1 x 1).
 
-Masks: MMSA's text mask is `text_bert`'s attention mask and audio/vision masks come from their
-lengths (each all-real where the key is absent); MulT sequences are front-padded, so they are
-left-aligned (sequences.left_align). Labels are the sentiment scores in [-3, 3] (`task =
+Masks: MMSA's text mask is `text_bert`'s attention mask; audio and vision share it in aligned
+files and come from their lengths in unaligned ones (all-real where the key is absent); MulT
+sequences are front-padded, so they are left-aligned (sequences.left_align). Labels are the sentiment scores in [-3, 3] (`task =
 "regression"`, with the MMSA metric family in mmcore.metrics) or binarised: `binary_has0` (score
 >= 0 is positive: MMSA's Has0, BalanceMM's MOSEI), `binary_non0` (score-0 rows dropped, > 0
 positive: MMSA's Non0) or `binary_gt0` (> 0 positive, zero negative: MultiBench's labels). The
@@ -82,17 +82,26 @@ class SentimentConfig:
     sha256: tuple[str, ...] = sha256_field()
 
 
+def bert_mask(path: Path, table: Mapping[str, Any], split: str) -> np.ndarray | None:
+    """Row 1 of MMSA's `text_bert` (token ids, attention mask, segment ids): bool [N, T], or None."""
+    if "text_bert" not in table:
+        return None
+    return array_of(path, table, split, "text_bert", 3)[:, 1, :] > 0
+
+
 def mmsa_split(
     path: Path, table: Mapping[str, Any], split: str, modalities: tuple[str, ...]
 ) -> tuple[dict, dict, np.ndarray]:
     features = feature_sequences(path, table, split, modalities)
     masks = full_masks(features)
-    if "text" in features and "text_bert" in table:
-        bert = array_of(path, table, split, "text_bert", 3)
-        if bert.shape[0] == features["text"].shape[0] and bert.shape[2] == features["text"].shape[1]:
-            masks["text"] = bert[:, 1, :] > 0  # row 1 of text_bert is BERT's attention mask
-    for m in ("audio", "vision"):
-        if m in features and f"{m}_lengths" in table:
+    text_mask = bert_mask(path, table, split)
+    # aligned files (one length for every modality) are word-aligned: the text's padding is everyone's,
+    # and MMSA reads the lengths only for unaligned files
+    aligned = len({np.shape(table[m])[1] for m in MODALITIES if m in table and np.ndim(table[m]) == 3}) == 1
+    for m in features:
+        if text_mask is not None and (m == "text" or aligned) and text_mask.shape == masks[m].shape:
+            masks[m] = text_mask
+        elif not aligned and f"{m}_lengths" in table:
             masks[m] = lengths_mask(path, table[f"{m}_lengths"], features[m].shape[1], f"{split}/{m}_lengths")
     count = next(iter(features.values())).shape[0]
     return features, masks, scores_of(path, table, split, "regression_labels", count)
