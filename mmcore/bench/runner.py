@@ -11,6 +11,7 @@ finished so far.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -74,7 +75,7 @@ def resolve_configs(grid: Grid, host: Any) -> dict[Cell, Any]:
 def bench_info(grid: Grid, configs: dict[Cell, Any], registry: Any, command: str = "") -> dict[str, Any]:
     first = {d: next(config for cell, config in configs.items() if cell.dataset == d) for d in grid.datasets}
     primary = {d: primary_metric(build.build_data(config, registry).info.task)[0] for d, config in first.items()}
-    return {"name": grid.name, "description": grid.bench.description, "base": grid.bench.base,
+    return {"name": grid.name, "description": grid.bench.description, "base": os.path.normpath(grid.base_path),
             "datasets": {d: list(config.data.modalities) for d, config in first.items()},
             "methods": list(grid.methods), "seeds": list(grid.bench.seeds), "baseline": grid.bench.baseline,
             "split": grid.bench.split, "primary": primary,

@@ -70,8 +70,8 @@ def dataset_tables(doc: Document, dataset: str, rows: Sequence[Row], methods: Se
             for m in present]
     doc.table(header, body)
 
-    curves = sorted({r.metric.split("/", 1)[1] for r in rows if r.dataset == dataset and r.metric.startswith("rel_robust/")},
-                    key=lambda c: (c.split("/")[0], c.split("/")[1] != "all", c))
+    curves = list(dict.fromkeys(r.metric.split("/", 1)[1] for r in rows  # the sweep's order: protocol, all, each
+                                if r.dataset == dataset and r.metric.startswith("rel_robust/")))
     if curves:
         doc.paragraph(f"Robustness ({primary}): relative robustness ± std, and in brackets the effective "
                       f"robustness against {baseline} (mean over seeds).")
@@ -145,7 +145,8 @@ def _method_paragraph(info: Mapping[str, Any]) -> str:
                  f"{robustness['noise']} noise or missing modalities at rates {robustness['rates']}, on all modalities "
                  "and on each alone; relative robustness is the curve's area divided by the rate span (its average "
                  "score), effective robustness the mean of f_i − (b_i + f_0 − b_0) against the baseline b "
-                 "(MultiBench's definitions, unnormalised).")
+                 "(MultiBench's definitions, unnormalised). Every sample keeps one modality, so a missing rate over "
+                 "all M modalities saturates at (M − 1)/M.")
     return text
 
 
@@ -157,8 +158,9 @@ def _cost_paragraph(cost: Mapping[str, Any]) -> str:
     text = (f"Cost measured on {where} ({machine['device']}, torch {machine['torch']}, {cost['threads']} thread(s)), "
             f"{cost['clock']} clock: median of {cost['settings']['rounds']} rounds × {cost['settings']['steps']} steps "
             f"per method, the methods alternating within one process. Peak MiB: what training steps add on top of "
-            f"the built model and data ({peak}). Train s is each run's own training time, measured one run after "
-            "another.")
+            f"the built model and data ({peak}). Epoch-level work (valuation passes, stage switches, resampled "
+            "epochs) is not in a step: train s, each run's own wall-clock training time, shows it, measured one run "
+            "after another and so with whatever else the machine was doing then.")
     if load:
         text += f" 1-minute load average before / after: {load[0]:.1f} / {cost['machine']['loadavg_after'][0]:.1f}."
     return text

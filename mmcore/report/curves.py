@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +43,3 @@ def seed_band(runs: Sequence[Curves], metric: str) -> tuple[np.ndarray, np.ndarr
     values = np.array([[s[e] for e in epochs] for s in series], dtype=float)
     std = values.std(axis=0, ddof=1) if len(series) > 1 else np.zeros(len(epochs))
     return np.array(epochs) + 1, values.mean(axis=0), std  # epochs counted from 1 on the plots
-
-
-def finite(values: Mapping[str, float]) -> dict[str, float]:
-    return {k: v for k, v in values.items() if math.isfinite(v)}

@@ -6,7 +6,6 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from mmcore.bench.results import BENCH_FILE, cell_dir, collect, read_info, result_rows
 from mmcore.bench.tables import results_document

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from mmcore.errors import MMCoreError
 from mmcore.report.curves import Curves, seed_band
 
-DPI = 90
+DPI = 80
 PANEL = (3.6, 2.7)  # inches per panel
 
 
@@ -126,6 +126,7 @@ def robustness_curves(sweeps: Mapping[str, Sequence[Mapping[str, Any]]], curve_n
             ax.set_xlabel(f"{protocol} rate", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, frameon=False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
