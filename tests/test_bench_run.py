@@ -195,3 +195,18 @@ def test_report_of_one_run_and_without_matplotlib(finished_bench, monkeypatch, c
         from mmcore.report.plots import _figure
 
         _figure(1, 1)
+
+
+def test_the_shipped_study_grid_validates_every_cell():
+    """configs/bench/results.toml (docs/results.md): every cell's config is valid with the installed plugins."""
+    from mmcore.bench.runner import resolve_configs
+    from mmcore.errors import ConfigError
+
+    grid = load_grid(Path(__file__).resolve().parents[1] / "configs" / "bench" / "results.toml")
+    try:
+        configs = resolve_configs(grid, PluginHost())
+    except ConfigError as error:
+        if any("pip install mmcore-" in line for line in error.problems):
+            pytest.skip(f"a method's plugin is not installed: {error.problems[0]}")
+        raise
+    assert len(configs) == len(grid.datasets) * len(grid.methods) * len(grid.bench.seeds) == 81
