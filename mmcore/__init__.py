@@ -3,6 +3,7 @@ from mmcore.config import Component, RunConfig, load_config, parse_config
 from mmcore.control import TrainControl
 from mmcore.data.corruption import CorruptionConfig, corrupt_features, missing_masks
 from mmcore.data.loading import PlannedDataset, TensorSplit, collate, make_loader
+from mmcore.evaluate_run import evaluate_checkpoint, load_finished_run
 from mmcore.errors import ConfigError, DataError, MMCoreError, NonFiniteLossError, PluginError
 from mmcore.hookspecs import hookimpl
 from mmcore.interfaces import CAPABILITIES, AttentionSupervisor, Balancer, Encoder, Fusion, Stateful, Valuator
@@ -28,6 +29,8 @@ __all__ = [
     "global_mean",
     "global_sum",
     "gradient_params",
+    "evaluate_checkpoint",
+    "load_finished_run",
     "mean_over_ranks",
     "perturbed",
     "sum_over_ranks",

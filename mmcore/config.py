@@ -79,7 +79,7 @@ def parse_config(
 ) -> RunConfig:
     """Like load_config, from TOML text or an already-parsed dict (which is not modified)."""
     if isinstance(data, str):
-        raw = _read_toml(data, source)
+        raw = read_toml(data, source)
     elif isinstance(data, Mapping):
         raw = copy.deepcopy(dict(data))
     else:
@@ -128,7 +128,7 @@ def _without_none(value: Any) -> Any:
 _SYNTAX_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
-def _read_toml(text: str, source: str) -> dict[str, Any]:
+def read_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

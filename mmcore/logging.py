@@ -128,7 +128,7 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     lines = []
     if summary.get("best_epoch") is not None:
         lines.append(f"best epoch: {summary['best_epoch']}")
-    names = _ordered_metric_names([summary[s] for s in splits])
+    names = ordered_metric_names([summary[s] for s in splits])
     if splits and names:
         rows = [["metric", *splits]]
         rows += [[name, *(_format_value(summary[s].get(name)) for s in splits)] for name in names]
@@ -142,7 +142,7 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _ordered_metric_names(split_metrics: list[Mapping[str, Any]]) -> list[str]:
+def ordered_metric_names(split_metrics: list[Mapping[str, Any]]) -> list[str]:
     """Fused metrics (known ones first), then per-modality groups, then everything else."""
     seen: list[str] = []
     for metrics in split_metrics:

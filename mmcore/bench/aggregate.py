@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from attrs import frozen
 
-from mmcore.logging import _ordered_metric_names
+from mmcore.logging import ordered_metric_names
 
 LOWER_IS_BETTER = ("mae", "loss", "probe_mae", "time")
 NO_DIRECTION = ("value",)  # Shapley shares
@@ -76,7 +76,7 @@ def aggregate(records: Iterable[Mapping[str, Any]], baseline: str, datasets: Seq
             if not seeds:
                 continue
             ordered = [seeds[s] for s in sorted(seeds)]
-            for name in _ordered_metric_names(ordered):
+            for name in ordered_metric_names(ordered):
                 values = [m[name] for m in ordered if _finite(m.get(name))]
                 mean, std = mean_std(values)
                 row = Row(dataset, method, name, len(values), mean, std)

@@ -34,7 +34,7 @@ from attrs import field, frozen
 from attrs.validators import and_, deep_iterable, ge, in_, instance_of, le, min_len
 from cattrs.errors import BaseValidationError
 
-from mmcore.config import _read_toml, apply_overrides, make_converter, problem_lines
+from mmcore.config import read_toml, apply_overrides, make_converter, problem_lines
 from mmcore.config_converter import Problem
 from mmcore.config_schema import RunConfig
 from mmcore.data.corruption import NOISE_KINDS
@@ -147,7 +147,7 @@ def load_grid(path: Path | str) -> Grid:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read grid ({getattr(exc, 'strerror', None) or exc})") from None
-    raw = _read_toml(text, str(path))
+    raw = read_toml(text, str(path))
     unknown = [key for key in raw if key not in ("bench", "datasets", "methods", "robustness", "cost")]
     try:
         grid = make_converter(ComponentRegistry()).structure({k: v for k, v in raw.items() if k not in unknown}, Grid)
@@ -182,7 +182,7 @@ def cells(grid: Grid) -> list[Cell]:
 
 
 def read_base(grid: Grid) -> dict[str, Any]:
-    return _read_toml(grid.base_path.read_text(encoding="utf-8"), str(grid.base_path))
+    return read_toml(grid.base_path.read_text(encoding="utf-8"), str(grid.base_path))
 
 
 def cell_raw_config(grid: Grid, base: Mapping[str, Any], cell: Cell) -> dict[str, Any]:

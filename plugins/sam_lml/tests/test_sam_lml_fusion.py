@@ -8,6 +8,10 @@ import torch.nn.functional as F
 from mmcore.testing import make_trainer, run_steps, toy_config
 from mmcore_sam_lml.fusion import SamLmlFusion, SamLmlFusionConfig
 
+
+def cross_entropy(logits, label, reduction="mean"):  # a task loss, as the trainer hands fusions one
+    return torch.nn.functional.cross_entropy(logits.float(), label, reduction=reduction)
+
 T = True
 
 
@@ -21,7 +25,7 @@ def one_thread():
 
 def fusion(modalities=("a", "b"), d=4, num_outputs=3, **config):
     torch.manual_seed(0)
-    return SamLmlFusion(modalities, {m: d for m in modalities}, num_outputs, "classification",
+    return SamLmlFusion(modalities, {m: d for m in modalities}, num_outputs, cross_entropy,
                         SamLmlFusionConfig(d_model=d, **config)).eval()
 
 
@@ -97,10 +101,10 @@ def test_cross_modal_predictive_loss_eq25():
 
 
 def test_input_projection_only_where_widths_differ():
-    f = SamLmlFusion(("a", "b"), {"a": 4, "b": 6}, 2, "binary", SamLmlFusionConfig(d_model=4))
+    f = SamLmlFusion(("a", "b"), {"a": 4, "b": 6}, 2, cross_entropy, SamLmlFusionConfig(d_model=4))
     assert isinstance(f.input_projections["a"], torch.nn.Identity)
     assert not isinstance(f.input_projections["b"], torch.nn.Identity)
-    always = SamLmlFusion(("a", "b"), {"a": 4, "b": 6}, 2, "binary", SamLmlFusionConfig(d_model=4, input_projection="always"))
+    always = SamLmlFusion(("a", "b"), {"a": 4, "b": 6}, 2, cross_entropy, SamLmlFusionConfig(d_model=4, input_projection="always"))
     assert not isinstance(always.input_projections["a"], torch.nn.Identity)
 
 

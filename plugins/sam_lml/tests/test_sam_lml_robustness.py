@@ -99,7 +99,7 @@ def test_robustness_command_trains_under_the_protocol_then_evaluates(tmp_path, c
     assert {s: resolved["data"]["corruption"][s]["missing_rate"] for s in splits} == dict.fromkeys(splits, 0.5)
     assert "attention_supervisors" not in resolved or resolved["attention_supervisors"] == []
     assert (tmp_path / "robustness.png").stat().st_size > 0 and "seeds sup better" in capsys.readouterr().out
-    # the eval sweep scores finished checkpoints through `mmcore eval`
+    # the eval sweep scores finished checkpoints in process, as `mmcore eval` does
     sweep = ["--protocol", "noise", "--rates", "0.4", "--out", str(tmp_path / "ev")]
     assert robustness(["eval", "--run", f"uns={run}", *sweep]) == 0
     (record,) = json.loads((tmp_path / "ev" / "robustness.json").read_text())["records"]

@@ -113,7 +113,6 @@ def run_train(args: argparse.Namespace, host: mmcore.PluginHost) -> int:
 
 
 def run_eval(args: argparse.Namespace, host: mmcore.PluginHost) -> int:
-    modules = [*getattr(args, "modules", []), *getattr(args, "sub_modules", [])]  # the command line's -p
-    records = eval_sweep(parse_runs(args.run), groups_of(args), args.rates, level=args.level,
-                         split=args.split, checkpoint=args.checkpoint, plugin_modules=modules)
+    records = eval_sweep(parse_runs(args.run), groups_of(args), args.rates, host.registry, level=args.level,
+                         split=args.split, checkpoint=args.checkpoint)
     return finish(args, records)

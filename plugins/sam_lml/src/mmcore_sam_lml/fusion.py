@@ -17,7 +17,9 @@ key; an X_{m1,M} with no such row is masked out of the pooling and of its predic
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable
 
 import attrs
 import torch
@@ -83,25 +85,15 @@ class ScaledAttention(nn.Module):
         return self.norm(attended), scores.mean(1)
 
 
-def task_loss_for(task: str):
-    """The task's per-sample loss for Eq. 25's cross-modal terms. The fusion build does not see the
-    trainer's task loss, so this restates its convention (README "Core changes wanted")."""
-    if task == "classification":
-        return lambda logits, y: F.cross_entropy(logits.float(), y, reduction="none")
-    if task == "binary":
-        return lambda logits, y: F.binary_cross_entropy_with_logits(logits.float().squeeze(-1), y.float(), reduction="none")
-    return lambda logits, y: F.l1_loss(logits.float().squeeze(-1), y.float(), reduction="none")
-
-
 class SamLmlFusion(mmcore.Fusion):
     provides = frozenset({"attention", "labels_in_fusion"})
 
     def __init__(self, modalities: tuple[str, ...], feature_dims: dict[str, int], num_outputs: int,
-                 task: str, config: SamLmlFusionConfig) -> None:
+                 task_loss: Callable[..., Tensor], config: SamLmlFusionConfig) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.alpha_p = config.alpha_p
-        self.task_loss = task_loss_for(task)
+        self.task_loss = functools.partial(task_loss, reduction="none")  # the run's task loss, per sample (Eq. 25)
         d = config.d_model
 
         def projection(m: str) -> nn.Module:
@@ -188,6 +180,8 @@ class SamLmlFusion(mmcore.Fusion):
 
 
 def build_sam_lml_fusion(config: SamLmlFusionConfig, ctx: mmcore.BuildContext) -> SamLmlFusion:
+    if ctx.task_loss is None:
+        raise RuntimeError("sam_lml's fusion needs the run's task loss (BuildContext.task_loss), which the Trainer sets")
     if len(ctx.modalities) < 2:
         raise mmcore.ConfigError(f"$.fusion.kind: sam_lml needs at least two modalities, got {list(ctx.modalities)}")
-    return SamLmlFusion(tuple(ctx.modalities), ctx.feature_dims, ctx.num_outputs, ctx.task, config)
+    return SamLmlFusion(tuple(ctx.modalities), ctx.feature_dims, ctx.num_outputs, ctx.task_loss, config)

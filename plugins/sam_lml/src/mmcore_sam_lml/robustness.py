@@ -5,8 +5,8 @@
   Laplace, random erasing or a per-sample mix). It runs `mmcore.Trainer` per (rate, seed, variant),
   with the rates set through `[data.corruption.<split>]` overrides, and keeps each run directory,
   so an interrupted sweep picks up where it stopped.
-- `eval_sweep`: finished runs' checkpoints scored under corruption at test time only, through the
-  core's `mmcore eval` command.
+- `eval_sweep`: finished runs' checkpoints scored under corruption at test time only, in process,
+  as the core's `mmcore eval` scores them.
 
 Both return records {variant, protocol, noise, rate, seed, metrics, run_dir}; `report` turns them
 into tables and a plot.
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -86,33 +84,30 @@ def train_sweep(config_path: Path, variants: dict[str, list[str]], groups: Seque
     return records
 
 
-def evaluate_corrupted(run_dir: Path, protocol: str, rate: float, noise: str, level: str, split: str,
-                       checkpoint: str, plugin_modules: Sequence[str] = ()) -> dict[str, float]:
-    """`mmcore eval` on one checkpoint under one corruption (in a subprocess: the core has no Python
-    counterpart of the command); its metrics. `plugin_modules` are passed on as `-p`."""
-    rate_option = "--missing-rate" if protocol == "missing" else "--noise-rate"
-    command = [sys.executable, "-m", "mmcore", *(f"-p{m}" for m in plugin_modules), "eval", str(run_dir),
-               "--split", split, "--checkpoint", checkpoint, rate_option, str(rate), "--noise", noise or "gaussian",
-               "--level", level]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise mmcore.MMCoreError(f"mmcore eval {run_dir} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return json.loads(done.stdout)["metrics"]
-
-
 def run_seed(run_dir: Path) -> int:
     return int(tomllib.loads((run_dir / "config.toml").read_text()).get("run", {}).get("seed", 0))
 
 
 def eval_sweep(runs: dict[str, list[Path]], groups: Sequence[tuple[str, str]], rates: Iterable[float],
-               level: str = "feature", split: str = "test", checkpoint: str = "best",
-               plugin_modules: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Every run of every variant, scored at every (protocol, noise) group x rate."""
+               registry: mmcore.ComponentRegistry, level: str = "feature", split: str = "test",
+               checkpoint: str = "best") -> list[dict[str, Any]]:
+    """Every run of every variant, scored at every (protocol, noise) group x rate: each checkpoint is
+    loaded once (`mmcore.load_finished_run`, what `mmcore eval` does) and evaluated in this process."""
     for label, dirs in runs.items():
         for run_dir in dirs:
             if not (run_dir / "checkpoints" / checkpoint).exists():
                 raise mmcore.ConfigError(f"--run {label}={run_dir}: no checkpoints/{checkpoint} (not a finished run?)")
-    return [record(label, protocol, noise, rate, run_seed(run_dir),
-                   evaluate_corrupted(run_dir, protocol, rate, noise, level, split, checkpoint, plugin_modules), run_dir)
-            for protocol, noise in groups for rate in rates
-            for label, dirs in runs.items() for run_dir in dirs]
+    records = []
+    for label, dirs in runs.items():
+        for run_dir in dirs:
+            evaluator = mmcore.load_finished_run(run_dir, registry, checkpoint).evaluator
+            for protocol, noise in groups:
+                for rate in rates:
+                    corruption = mmcore.CorruptionConfig(
+                        missing_rate=rate if protocol == "missing" else 0.0,
+                        noise_rate=rate if protocol != "missing" else 0.0,
+                        noise=noise or "gaussian", level=level)  # seed 0, as `mmcore eval`
+                    metrics = evaluator.evaluate(split, values=True, corruption=corruption)
+                    records.append(record(label, protocol, noise, rate, run_seed(run_dir), metrics, run_dir))
+    order = {(p, n): i for i, (p, n) in enumerate(groups)}
+    return sorted(records, key=lambda r: (order[(r["protocol"], r["noise"])], r["rate"]))  # the old sweep order
