@@ -5,6 +5,7 @@ The av-resnet workload (benchmarks/_workloads.py): two ResNet-18 encoders (audio
 its own Trainer built as `mmcore run` builds it, timed on real `Trainer.train_step` calls; the
 methods alternate in rounds within one process (who goes first rotates), and each method's ratio is
 taken against its baseline (joint training with the same fusion) in the same run.
+`joint_channels_last` is joint training with `run.channels_last = true` (NHWC conv weights).
 
 Peak memory is measured per method in its own phase: the peak allocated during three steps above
 what was resident before them, plus the method's own resident state (parameters, gradients,
@@ -24,7 +25,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -37,18 +38,28 @@ from mmcore.plugins import PluginHost  # noqa: E402
 from mmcore.testing import make_trainer  # noqa: E402
 
 LATE = {"kind": "late", "hidden": [256, 64]}
-# name: (fusion table or None for the workload's concat, balancers, attention supervisors, baseline)
-METHODS: dict[str, tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]], str]] = {
-    "joint": (None, [], [], "joint"),
-    "ogm_ge": (None, [{"kind": "ogm_ge"}], [], "joint"),
-    "agm": (None, [{"kind": "agm"}], [], "joint"),
-    "sam": (None, [{"kind": "sam"}], [], "joint"),
-    "msam": (None, [{"kind": "msam"}], [], "joint"),
-    "modality_valuation": (None, [{"kind": "modality_valuation", "level": "sample"}], [], "joint"),
-    "joint_late": (LATE, [], [], "joint_late"),
-    "mie": (LATE, [{"kind": "mie"}], [], "joint_late"),
-    "pase": ({"kind": "pase"}, [{"kind": "pase_sgm", "switch_epoch": 0}], [], "joint"),
-    "sam_lml": ({"kind": "sam_lml"}, [], [{"kind": "sam_lml"}], "joint"),
+
+
+class Method(NamedTuple):
+    fusion: dict[str, Any] | None  # None: the workload's concat
+    balancers: list[dict[str, Any]]
+    supervisors: list[dict[str, Any]]
+    baseline: str  # the variant its ratio is taken against
+    run: dict[str, Any] = {}  # [run] settings on top of the workload's
+
+
+METHODS: dict[str, Method] = {
+    "joint": Method(None, [], [], "joint"),
+    "joint_channels_last": Method(None, [], [], "joint", {"channels_last": True}),
+    "ogm_ge": Method(None, [{"kind": "ogm_ge"}], [], "joint"),
+    "agm": Method(None, [{"kind": "agm"}], [], "joint"),
+    "sam": Method(None, [{"kind": "sam"}], [], "joint"),
+    "msam": Method(None, [{"kind": "msam"}], [], "joint"),
+    "modality_valuation": Method(None, [{"kind": "modality_valuation", "level": "sample"}], [], "joint"),
+    "joint_late": Method(LATE, [], [], "joint_late"),
+    "mie": Method(LATE, [{"kind": "mie"}], [], "joint_late"),
+    "pase": Method({"kind": "pase"}, [{"kind": "pase_sgm", "switch_epoch": 0}], [], "joint"),
+    "sam_lml": Method({"kind": "sam_lml"}, [], [{"kind": "sam_lml"}], "joint"),
 }
 PRECISIONS = ("32", "bf16-mixed")
 
@@ -58,9 +69,9 @@ def build_trainers(device: str, tiny: bool, precision: str) -> tuple[dict[str, A
     workload = WORKLOADS["av-resnet"]
     host = PluginHost(modules=list(workload.modules))
     trainers, skipped = {}, {}
-    for name, (fusion, balancers, supervisors, _) in METHODS.items():
+    for name, (fusion, balancers, supervisors, _, run) in METHODS.items():
         config = workload.config(2, device=device, smoke=tiny)
-        config["run"] |= {"precision": precision}
+        config["run"] |= {"precision": precision, **run}
         config |= {"balancers": balancers, "attention_supervisors": supervisors}
         if fusion is not None:
             config["fusion"] = fusion
@@ -110,7 +121,7 @@ def run_precision(device: str, tiny: bool, precision: str, rounds: int, steps: i
     rows = {}
     for name, trainer in trainers.items():
         median = statistics.median(times[name])
-        baseline = METHODS[name][3]
+        baseline = METHODS[name].baseline
         rows[name] = {
             "step_ms": 1e3 * median, "steps_per_s": 1 / median, "baseline": baseline,
             "ratio": median / statistics.median(times[baseline]) if baseline in times else None,

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Iterator
 
 import attrs
 from attrs import field, frozen
-from attrs.validators import ge, gt, in_, min_len, optional
+from attrs.validators import ge, gt, in_, instance_of, min_len, optional
 
 from mmcore.data.corruption import CorruptionConfig
 from mmcore.registry import ComponentRegistry, KindSpec
@@ -90,6 +90,12 @@ class RunSettings:
         metadata={"help": '"32" | "bf16-mixed" (bf16 autocast) | "16-mixed" (fp16 with a gradient scaler)'},
     )
     grad_accum: int = field(default=1, validator=ge(1), metadata={"help": "micro-batches per optimizer step"})
+    channels_last: bool = field(
+        default=False,
+        validator=instance_of(bool),
+        metadata={"help": "keep 4-D (conv) weights in channels_last memory format, so cuDNN runs NHWC kernels "
+                          "without layout conversions (conv encoders on a GPU)"},
+    )
     threads: int = field(
         default=0,
         validator=ge(0),

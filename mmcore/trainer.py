@@ -82,6 +82,8 @@ class Trainer:
             component.attach(self.model)  # before the optimizer, so their modules are trained
         self._check_capabilities()
         self.model.to(self.device)
+        if self.config.run.channels_last:
+            self.model.to(memory_format=torch.channels_last)  # 4-D weights only; other tensors keep theirs
         self.owner = next((b for b in self.balancers if b.owns_step), None)
         self.modulators = [b for b in self.balancers if not b.owns_step]
         self.labels_in_fusion = "labels_in_fusion" in type(self.model.fusion).provides
