@@ -46,12 +46,18 @@ class Evaluator:
         seed = self.trainer.generators.derive(f"train-order/epoch{epoch}")
         dist = self.trainer.dist
         return make_loader(dataset, data.batch_size, shuffle=True, seed=seed, num_workers=data.num_workers,
-                           rank=dist.rank, world_size=dist.world_size)
+                           rank=dist.rank, world_size=dist.world_size, pin_memory=self.pin_memory)
 
     def eval_loader(self, dataset: Dataset[Any], batch_size: int | None = None) -> Any:
         data = self.trainer.config.data
         size = batch_size or data.eval_batch_size or data.batch_size
-        return make_loader(dataset, size, shuffle=False, seed=0, num_workers=data.num_workers)
+        return make_loader(dataset, size, shuffle=False, seed=0, num_workers=data.num_workers,
+                           pin_memory=self.pin_memory)
+
+    @property
+    def pin_memory(self) -> bool:
+        """Loaders pin batches when the run trains on a CUDA device."""
+        return self.trainer.device.type == "cuda"
 
     @contextlib.contextmanager
     def feature_corruption(self, config: CorruptionConfig | None) -> Iterator[None]:
@@ -92,7 +98,7 @@ class Evaluator:
         out = []
         with self.eval_mode(), self.feature_corruption(self.corruption(split)):
             for batch in self.eval_loader(dataset, batch_size):
-                out.append(fn(batch.to(self.trainer.device), self.trainer.model))
+                out.append(fn(batch.to(self.trainer.device, non_blocking=True), self.trainer.model))
         return out
 
     def evaluate(self, split: str, values: bool = False, corruption: CorruptionConfig | None = None) -> dict[str, float]:
@@ -107,7 +113,7 @@ class Evaluator:
         config = corruption if corruption is not None else self.corruption(split)
         with self.eval_mode(), self.feature_corruption(config), t.autocast():
             for batch in self.eval_loader(self.split(split, corruption)):
-                batch = batch.to(t.device)
+                batch = batch.to(t.device, non_blocking=True)
                 out = model(batch)
                 fused.update(out.logits.float(), batch.label, t.task_loss(out.logits, batch.label, reduction="sum"))
                 for m in modalities:

@@ -35,16 +35,24 @@ class Batch:
     def size(self) -> int:
         return int(self.label.shape[0])
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        """The batch with `fn` applied to every tensor."""
         return Batch(
-            inputs={k: move(v) for k, v in self.inputs.items()},
-            present=move(self.present),
-            label=move(self.label),
-            index=move(self.index),
-            masks={k: move(v) for k, v in self.masks.items()},
-            extras={k: move(v) for k, v in self.extras.items()},
+            inputs={k: fn(v) for k, v in self.inputs.items()},
+            present=fn(self.present),
+            label=fn(self.label),
+            index=fn(self.index),
+            masks={k: fn(v) for k, v in self.masks.items()},
+            extras={k: fn(v) for k, v in self.extras.items()},
         )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self.map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (the loader calls this when it pins memory for a GPU), so that
+        `to(cuda, non_blocking=True)` copies run asynchronously instead of stalling the step."""
+        return self.map(torch.Tensor.pin_memory)
 
     def replace(self, **changes: Any) -> Batch:
         return evolve(self, **changes)

@@ -479,3 +479,23 @@ def test_loader_order_and_resume_do_not_depend_on_worker_processes() -> None:
     resumed = make_loader(split, 4, shuffle=True, seed=2, num_workers=1)
     resumed.load_state_dict(state)
     assert [head + batch_rows(resumed), batch_rows(resumed)] == epochs
+
+
+def _batch_with_every_field():
+    from mmcore.types import Batch
+
+    return Batch(inputs={"a": torch.ones(2, 3)}, present=torch.ones(2, 1, dtype=torch.bool), label=torch.tensor([0, 1]),
+                 index=torch.tensor([4, 5]), masks={"a": torch.ones(2, 3, dtype=torch.bool)}, extras={"w": torch.ones(2)})
+
+
+def test_batch_map_reaches_every_tensor():
+    seen = []
+    _batch_with_every_field().map(lambda t: seen.append(t.shape) or t)
+    assert len(seen) == 6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs a CUDA device")
+def test_loaders_pin_batches_for_a_cuda_run():
+    pinned = _batch_with_every_field().pin_memory()
+    assert all(t.is_pinned() for t in (*pinned.inputs.values(), pinned.present, pinned.label, pinned.index,
+                                       *pinned.masks.values(), *pinned.extras.values()))

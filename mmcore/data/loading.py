@@ -206,6 +206,7 @@ def make_loader(
     drop_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    pin_memory: bool = False,
 ) -> StatefulDataLoader:
     """A StatefulDataLoader over `collate`d batches whose order depends only on `seed` (not on
     `num_workers`), and whose state_dict / load_state_dict resume mid-epoch and across epochs."""
@@ -220,4 +221,5 @@ def make_loader(
         drop_last=drop_last,
         collate_fn=collate,
         generator=worker_generator,
+        pin_memory=pin_memory,  # Batch.pin_memory: page-locked batches for asynchronous copies to a GPU
     )
