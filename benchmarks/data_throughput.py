@@ -231,8 +231,9 @@ def fed_step_rates(
     }
     trainer = Trainer(parse_config(config, host.registry), host.registry)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-    loader = make_loader(
-        trainer.data.splits["train"], batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True
+    loader = make_loader(  # pinned on a GPU, as the trainer's own loaders are
+        trainer.data.splits["train"], batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True,
+        pin_memory=trainer.evaluator.pin_memory,
     )
     resident = next(iter(loader)).to(trainer.device)
     for _ in range(3):  # warm-up: kernels chosen, memory pools grown
