@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mmcore.bench.grid import load_grid
+from mmcore.bench.robustness import relative_robustness
 from mmcore.bench.runner import Selection, run_bench
 from mmcore.cli import main
 from mmcore.errors import MMCoreError
@@ -131,6 +132,20 @@ def test_a_selection_trains_its_cells_and_the_results_list_the_rest(tmp_path, ca
     assert "`weak_b/late/seed0` (not run yet)" in text and "`weak_b/joint/seed0` (not run yet)" in text
     assert main(["bench", str(grid_path), "--out", str(out), "--methods", "nope"]) == 2
     assert "error: --methods: 'nope' is not in the grid (joint, late)" in capsys.readouterr().err
+
+
+def test_sweeps_of_older_robustness_settings_are_not_aggregated_or_drawn(tmp_path):
+    grid_path, out = write_grid(tmp_path, rates="[0.0, 1.0]"), tmp_path / "bench"
+    bench(grid_path, out)
+    write_grid(tmp_path, rates="[0.0, 0.5, 1.0]")  # new rates, swept on seed 0 only: seed 1 keeps the old curves
+    bench(grid_path, out, Selection(seeds=[0]))
+    with open(out / "results.csv", newline="") as handle:
+        rows = {(r["method"], r["metric"]): r for r in csv.DictReader(handle)}
+    fresh = json.loads((out / "cells/weak_b/late/seed0/robustness.json").read_text())
+    assert rows["late", "rel_robust/noise/all"]["n"] == "1"
+    assert float(rows["late", "rel_robust/noise/all"]["mean"]) == pytest.approx(
+        relative_robustness([0.0, 0.5, 1.0], fresh["curves"]["noise/all"]))
+    assert main(["report", str(out)]) == 0  # the curves of one rate grid only
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def collect(bench_dir: Path, info: Mapping[str, Any]) -> Collected:
                     metrics["time/train_s"] = summary["timing"]["train_s"]
                 out.records.append({"dataset": dataset, "method": method, "seed": seed, "metrics": metrics})
                 sweep = _read_json(directory / ROBUSTNESS_FILE)
-                if sweep is not None:
+                if sweep is not None and _current(sweep, info.get("robustness")):
                     out.sweeps[dataset, method, seed] = sweep
         cost = _read_json(cost_file(bench_dir, dataset))
         if cost is not None:
@@ -89,6 +89,12 @@ def collect(bench_dir: Path, info: Mapping[str, Any]) -> Collected:
             reference = out.sweeps.get((record["dataset"], baseline, record["seed"]))
             record["metrics"] |= robustness_metrics(sweep, reference)
     return out
+
+
+def _current(sweep: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:
+    """A sweep counts when the grid's robustness settings computed it: a cell left out of the last
+    selection keeps a sweep of older settings (other rates), which must not be averaged with new ones."""
+    return not wanted or not wanted["rates"] or sweep.get("settings") == wanted
 
 
 def result_rows(info: Mapping[str, Any], collected: Collected) -> list[Row]:
