@@ -134,6 +134,17 @@ def test_a_selection_trains_its_cells_and_the_results_list_the_rest(tmp_path, ca
     assert "error: --methods: 'nope' is not in the grid (joint, late)" in capsys.readouterr().err
 
 
+def test_cells_outside_the_selection_trained_from_an_older_config_are_not_aggregated(tmp_path):
+    grid_path, out = write_grid(tmp_path), tmp_path / "bench"
+    bench(grid_path, out)
+    write_grid(tmp_path, late_set='set = ["optimizer.lr = 0.05"]')  # the late cells' config changes ...
+    outcome, trained = bench(grid_path, out, Selection(methods=["joint"]))  # ... but only joint runs
+    assert trained == [] and outcome["missing"] == ["weak_b/late/seed0", "weak_b/late/seed1"]
+    with open(out / "results.csv", newline="") as handle:
+        assert {r["method"] for r in csv.DictReader(handle)} == {"joint"}
+    assert "`weak_b/late/seed0` (not run yet)" in (out / "results.md").read_text()
+
+
 def test_sweeps_of_older_robustness_settings_are_not_aggregated_or_drawn(tmp_path):
     grid_path, out = write_grid(tmp_path, rates="[0.0, 1.0]"), tmp_path / "bench"
     bench(grid_path, out)

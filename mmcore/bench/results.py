@@ -12,6 +12,7 @@ A bench directory:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -34,6 +35,11 @@ def cell_dir(bench_dir: Path, dataset: str, method: str, seed: int) -> Path:
 
 def cost_file(bench_dir: Path, dataset: str) -> Path:
     return bench_dir / "cost" / f"{dataset}.json"
+
+
+def config_digest(config_toml: str) -> str:
+    """SHA-256 of a cell's resolved config text: bench.json records the grid's, each cell keeps its own."""
+    return hashlib.sha256(config_toml.encode("utf-8")).hexdigest()
 
 
 def read_info(bench_dir: Path) -> dict[str, Any]:
@@ -64,8 +70,11 @@ def collect(bench_dir: Path, info: Mapping[str, Any]) -> Collected:
         for seed in info["seeds"]:
             for method in info["methods"]:
                 directory = cell_dir(bench_dir, dataset, method, seed)
-                summary = _read_json(directory / "summary.json")
                 key = f"{dataset}/{method}/seed{seed}"
+                if not _configured(directory, info, key):
+                    out.missing.append(key)
+                    continue
+                summary = _read_json(directory / "summary.json")
                 if summary is None:
                     failure = _read_json(directory / FAILED_FILE)
                     if failure:
@@ -89,6 +98,14 @@ def collect(bench_dir: Path, info: Mapping[str, Any]) -> Collected:
             reference = out.sweeps.get((record["dataset"], baseline, record["seed"]))
             record["metrics"] |= robustness_metrics(sweep, reference)
     return out
+
+
+def _configured(directory: Path, info: Mapping[str, Any], key: str) -> bool:
+    """Whether the cell was trained from the config the grid gives now (bench.json); a cell outside the
+    last selection may hold a run of an older config, which counts as not run yet."""
+    wanted = info.get("configs", {}).get(key)
+    saved = directory / "config.toml"
+    return wanted is None or not saved.is_file() or config_digest(saved.read_text(encoding="utf-8")) == wanted
 
 
 def _current(sweep: Mapping[str, Any], wanted: Mapping[str, Any] | None) -> bool:

@@ -22,7 +22,7 @@ from mmcore import build
 from mmcore.bench import cost as cost_module
 from mmcore.bench import robustness
 from mmcore.bench.grid import Cell, Grid, cell_raw_config, cells, read_base
-from mmcore.bench.results import BENCH_FILE, FAILED_FILE, cell_dir, cost_file, write_results
+from mmcore.bench.results import BENCH_FILE, FAILED_FILE, cell_dir, config_digest, cost_file, write_results
 from mmcore.config import dump_config, parse_config
 from mmcore.errors import ConfigError, MMCoreError
 from mmcore.logging import write_json_atomic
@@ -79,7 +79,8 @@ def bench_info(grid: Grid, configs: dict[Cell, Any], registry: Any, command: str
             "datasets": {d: list(config.data.modalities) for d, config in first.items()},
             "methods": list(grid.methods), "seeds": list(grid.bench.seeds), "baseline": grid.bench.baseline,
             "split": grid.bench.split, "primary": primary,
-            "robustness": robustness.settings_record(grid.robustness), "command": command}
+            "robustness": robustness.settings_record(grid.robustness), "command": command,
+            "configs": {cell.key: config_digest(dump_config(config)) for cell, config in configs.items()}}
 
 
 def run_bench(grid: Grid, host: Any, bench_dir: Path, selection: Selection = Selection(),
