@@ -15,6 +15,7 @@ from mmcore.bench.robustness import relative_robustness
 from mmcore.bench.runner import Selection, run_bench
 from mmcore.cli import main
 from mmcore.errors import MMCoreError
+from mmcore.evaluate_run import load_finished_run
 from mmcore.hookspecs import hookimpl
 from mmcore.plugins import PluginHost
 
@@ -143,6 +144,25 @@ def test_cells_outside_the_selection_trained_from_an_older_config_are_not_aggreg
     with open(out / "results.csv", newline="") as handle:
         assert {r["method"] for r in csv.DictReader(handle)} == {"joint"}
     assert "`weak_b/late/seed0` (not run yet)" in (out / "results.md").read_text()
+
+
+def test_the_cost_is_measured_again_when_a_method_config_changes(tmp_path):
+    grid_path, out = write_grid(tmp_path, cost="true\nmemory = false"), tmp_path / "bench"
+    host = PluginHost(autoload=False)
+
+    def cost_lines() -> list[str]:
+        lines: list[str] = []
+        run_bench(load_grid(grid_path), host, out, log=lines.append)
+        return [line for line in lines if line.startswith("cost ")]
+
+    assert len(cost_lines()) == 1
+    assert cost_lines() == []  # nothing changed: measured before
+    write_grid(tmp_path, cost="true\nmemory = false", late_set='replace.encoders = { a = { kind = "mlp", hidden = [64] }, '
+                                                                 'b = { kind = "mlp", hidden = [8] } }')
+    assert len(cost_lines()) == 1  # late's model is another: its step time and parameters too
+    params = json.loads((out / "cost/weak_b.json").read_text())["methods"]["late"]["params"]
+    assert params == sum(p.numel() for p in load_finished_run(out / "cells/weak_b/late/seed0", host.registry,
+                                                              "last").model.parameters())
 
 
 def test_sweeps_of_older_robustness_settings_are_not_aggregated_or_drawn(tmp_path):

@@ -155,15 +155,17 @@ def sweep_cell(run_dir: Path, registry: Any, grid: Grid, log: Log, key: str) -> 
 
 def cost_dataset(grid: Grid, configs: dict[Cell, Any], dataset: str, registry: Any, bench_dir: Path,
                  plugin_modules: Sequence[str], log: Log) -> None:
-    """Cost of every method on `dataset` (first seed's configs), unless measured with these settings."""
+    """Cost of every method on `dataset` (first seed's configs), unless measured with these settings
+    from these configs."""
     path = cost_file(bench_dir, dataset)
     seed = grid.bench.seeds[0]
     chosen = {method: configs[Cell(dataset, method, seed)] for method in grid.methods}
     wanted = cost_module.settings_record(grid.cost)
+    digests = {method: config_digest(dump_config(config)) for method, config in chosen.items()}
     if path.is_file():
         done = json.loads(path.read_text(encoding="utf-8"))
-        if done.get("settings") == wanted and list(done["methods"]) == list(chosen):
+        if done.get("settings") == wanted and done.get("configs") == digests:
             return
     result = cost_module.measure_cost(chosen, registry, grid.bench.baseline, grid.cost, plugin_modules)
-    write_json_atomic(path, result)
+    write_json_atomic(path, result | {"configs": digests})
     log(f"cost {dataset}: " + ", ".join(f"{m} ×{r['step_ratio']:.2f}" for m, r in result["methods"].items()))
