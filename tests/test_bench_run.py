@@ -165,6 +165,26 @@ def test_the_cost_is_measured_again_when_a_method_config_changes(tmp_path):
                                                               "last").model.parameters())
 
 
+def test_gain_bars_of_a_regression_dataset_are_in_its_metric_not_points(tmp_path, monkeypatch):
+    from mmcore.report import plots
+    from mmcore.report.page import write_report
+
+    grid_path, out = write_grid(tmp_path), tmp_path / "bench"
+    grid_path.write_text(grid_path.read_text().replace("[datasets.weak_b]\n",
+                                                       "[datasets.weak_b]\nset = ['data.task = \"regression\"']\n"))
+    bench(grid_path, out)
+    drawn = {}
+    monkeypatch.setattr(plots, "gain_bars", lambda gains, *args, **kwargs: drawn.update(gains=gains, **kwargs) or
+                        plots._save(plots._figure(1, 1)[0], tmp_path / "gains.png"))
+    monkeypatch.setattr(plots, "training_curves", lambda *args, **kwargs: tmp_path / "curves.png")
+    write_report(out, tmp_path / "report", tmp_path / "report" / "index.md")
+    with open(out / "results.csv", newline="") as handle:
+        mae = next(r for r in csv.DictReader(handle) if r["method"] == "late" and r["metric"] == "mae")
+    gain, std = drawn["gains"]["weak_b"]["late"]["mae"]
+    assert gain == pytest.approx(float(mae["gain"])) and std == pytest.approx(float(mae["gain_std"]))
+    assert drawn["units"] == {"weak_b": "mae"}
+
+
 def test_sweeps_of_older_robustness_settings_are_not_aggregated_or_drawn(tmp_path):
     grid_path, out = write_grid(tmp_path, rates="[0.0, 1.0]"), tmp_path / "bench"
     bench(grid_path, out)

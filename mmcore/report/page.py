@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from mmcore.bench.results import BENCH_FILE, cell_dir, collect, read_info, result_rows
-from mmcore.bench.tables import results_document
+from mmcore.bench.tables import Formatter, results_document
 from mmcore.errors import UsageError
 from mmcore.logging import METRICS_FILE, summary_table, write_text_atomic
 from mmcore.report import plots
@@ -46,7 +46,7 @@ def bench_page(bench_dir: Path, out: Path, page_dir: Path, command: str) -> Docu
     rows = result_rows(info, collected)
     baseline, methods = info["baseline"], info["methods"]
     figures: dict[str, list[tuple[str, str]]] = {}
-    gains = {}
+    gains, units = {}, {}
     for dataset, modalities in info["datasets"].items():
         primary = info["primary"].get(dataset, "acc")
         runs = {m: [validation_curves(cell_dir(bench_dir, dataset, m, r["seed"])) for r in collected.records
@@ -66,12 +66,14 @@ def bench_page(bench_dir: Path, out: Path, page_dir: Path, command: str) -> Docu
                                             title=f"{dataset}: test {primary} under corruption (mean over seeds)")
             shown.append((_link(image, page_dir), f"{dataset}: robustness curves"))
         gains[dataset] = {r.method: {} for r in rows if r.dataset == dataset and r.gain is not None}
+        factor = Formatter(primary).scale(primary)[0]  # points for 0-1 metrics; an error such as MAE as it is
+        units[dataset] = "points" if factor == 100.0 else primary
         for r in rows:
             if r.dataset == dataset and r.gain is not None and r.metric in (primary, *(f"{primary}/{m}" for m in modalities)):
-                gains[dataset][r.method][r.metric] = (100 * r.gain, 100 * (r.gain_std or 0.0))
+                gains[dataset][r.method][r.metric] = (factor * r.gain, factor * (r.gain_std or 0.0))
     if any(gains.values()):
         image = plots.gain_bars({d: g for d, g in gains.items() if g}, methods, out / "gains.png", baseline=baseline,
-                                title="gain over the baseline, paired by seed (mean ± std)")
+                                title="gain over the baseline, paired by seed (mean ± std)", units=units)
         figures[""] = [(_link(image, page_dir), "gains over the baseline per dataset")]
     command = " && ".join(c for c in (info.get("command", ""), command) if c)
     return results_document(info, rows, collected.missing, collected.failed, collected.costs, figures, command)

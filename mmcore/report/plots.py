@@ -77,8 +77,9 @@ def training_curves(runs: Mapping[str, Sequence[Curves]], modalities: Sequence[s
 
 
 def gain_bars(gains: Mapping[str, Mapping[str, Mapping[str, tuple[float, float]]]], methods: Sequence[str],
-              path: Path, title: str, baseline: str) -> Path:
-    """gains[dataset][method][metric] = (gain, std) in points; one panel per dataset, one bar group per method."""
+              path: Path, title: str, baseline: str, units: Mapping[str, str] | None = None) -> Path:
+    """gains[dataset][method][metric] = (gain, std) in units[dataset] (default points); one panel per
+    dataset, one bar group per method."""
     figure, axes = _figure(1, len(gains))
     for ax, (dataset, by_method) in zip(axes[0], gains.items()):
         shown = [m for m in methods if m in by_method]
@@ -93,7 +94,7 @@ def gain_bars(gains: Mapping[str, Mapping[str, Mapping[str, tuple[float, float]]
         ax.invert_yaxis()
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title(dataset, fontsize=9)
-        ax.set_xlabel(f"gain over {baseline} (points)", fontsize=8)
+        ax.set_xlabel(f"gain over {baseline} ({(units or {}).get(dataset, 'points')})", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
