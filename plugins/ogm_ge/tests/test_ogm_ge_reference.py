@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from mmcore_ogm_ge.coefficients import (
-    discrepancy_ratios, modulation_coefficients, noise_scales, true_class_confidence,
+    discrepancy_ratios, modulation_coefficients, noise_scales, tensor_sums, true_class_confidence,
 )
-from mmcore_ogm_ge.modulation import GradientModulator
+from mmcore_ogm_ge.modulation import GradientModulator, NoiseBuffer
 
 JUST_ABOVE_ONE = 1 + 1e-6
 
@@ -119,3 +119,27 @@ def test_noise_follows_the_gradients_present_at_each_step():
     expected = 0.5 * torch.arange(5.0) + noise[:5] * (torch.arange(5.0).std() + 1e-8)
     assert params["a"][0].grad is None
     assert torch.allclose(params["a"][1].grad, expected, atol=1e-6)
+
+
+def test_noise_is_the_same_added_per_tensor_or_gathered_per_entry():
+    """The CPU adds each tensor's noise times its sigma; a GPU scales the flat draw per entry."""
+    g = torch.Generator().manual_seed(4)
+    grads = [torch.randn(6, 5, generator=g), torch.randn(7, generator=g) * 3]
+    sigma = noise_scales(grads)
+    results = []
+    for gather in (False, True):
+        copies = [t.clone() for t in grads]
+        NoiseBuffer(copies, gather=gather).add_to(copies, sigma, torch.Generator().manual_seed(9))
+        results.append(copies)
+    for per_tensor, gathered in zip(*results):
+        assert torch.allclose(per_tensor, gathered, atol=1e-6)
+    noise = torch.empty(30 + 7).normal_(generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(results[0][1], grads[1] + noise[30:] * sigma[1], atol=1e-6)
+
+
+def test_tensor_sums_per_tensor_and_from_absolute_values_agree():
+    g = torch.Generator().manual_seed(5)
+    grads = [torch.randn(64, 3, 3, generator=g) * 1e-3 + 2e-4, torch.randn(11, generator=g) - 4]
+    exact = torch.stack([t.double().sum() for t in grads])
+    for multi_tensor in (False, True):
+        assert torch.allclose(tensor_sums(grads, multi_tensor), exact, rtol=1e-5, atol=1e-9)

@@ -56,19 +56,28 @@ def noise_scales(grads: list[Tensor], numels: Tensor | None = None) -> Tensor:
     + 1e-8 (the official code after the May 2022 "bug fixed" commit; before it, std of the scaled
     gradient).
 
-    The unbiased std of every tensor at once, from three multi-tensor reductions instead of a
-    Python loop over tensors (on a GPU that loop's ~15 tiny kernels per tensor cost more than the
-    whole modulation): var = (sum g^2 - (sum g)^2 / n) / (n - 1), with the plain sum taken as
-    sum g = 2 sum max(g, 0) - sum |g| because the multi-tensor reductions sum absolute values.
-    Combined in float64; equal to `Tensor.std` within 1e-4 relative for gradients (whose mean is
-    small next to their spread), far below what the noise's own sampling error resolves.
-    `numels`: the tensors' entry counts as a float64 tensor on their device, if the caller keeps one."""
+    The unbiased std of every tensor from its sum of squares (one multi-tensor reduction) and its
+    sum: var = (sum g^2 - (sum g)^2 / n) / (n - 1), combined in float64; equal to `Tensor.std`
+    within 1e-4 relative for gradients (whose mean is small next to their spread), far below what
+    the noise's own sampling error resolves. `numels`: the tensors' entry counts as a float64
+    tensor on their device, if the caller keeps one."""
     n = numels if numels is not None else torch.tensor([g.numel() for g in grads], dtype=torch.float64,
                                                        device=grads[0].device)
     squares = torch.stack(torch._foreach_powsum(grads, 2)).double()
-    absolute = torch.stack(torch._foreach_powsum(grads, 1)).double()
-    positive = torch.stack(torch._foreach_powsum(torch._foreach_clamp_min(grads, 0.0), 1)).double()
-    total = 2 * positive - absolute
+    total = tensor_sums(grads)
     variance = ((squares - total * total / n) / (n - 1).clamp_min(1)).clamp_min(0)
     variance = torch.where(n > 1, variance, 0.0)  # the unbiased std of one entry is nan: noise 1e-8
     return (variance.sqrt() + 1e-8).to(grads[0].dtype)
+
+
+def tensor_sums(grads: list[Tensor], multi_tensor: bool | None = None) -> Tensor:
+    """[T] float64: each tensor's plain sum. On a GPU from two multi-tensor reductions of absolute
+    values, sum g = 2 sum max(g, 0) - sum |g| (a few kernels, not one per tensor: a per-tensor loop
+    of small kernels costs more than the whole modulation there); on the CPU, where the multi-tensor
+    sum of absolute values has no fast kernel (about 30x slower than `Tensor.sum`), one sum per tensor.
+    `multi_tensor` overrides the choice (tests run both on the CPU)."""
+    if not (grads[0].device.type != "cpu" if multi_tensor is None else multi_tensor):
+        return torch.stack([g.sum() for g in grads]).double()
+    absolute = torch.stack(torch._foreach_powsum(grads, 1)).double()
+    positive = torch.stack(torch._foreach_powsum(torch._foreach_clamp_min(grads, 0.0), 1)).double()
+    return 2 * positive - absolute
