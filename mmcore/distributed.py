@@ -41,15 +41,19 @@ def sum_over_ranks(tensors: Sequence[Tensor]) -> None:
     see what one rank with the global batch would see (DESIGN.md section 8)."""
     if world_size() == 1 or not tensors:
         return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
-        t.copy_(part.view_as(t))
+    for dtype in dict.fromkeys(t.dtype for t in tensors):  # one flat all-reduce per dtype: no rounding
+        same = [t for t in tensors if t.dtype == dtype]  # of an integer count through a float buffer
+        flat = torch.cat([t.reshape(-1) for t in same])
+        dist.all_reduce(flat)
+        for t, part in zip(same, flat.split([t.numel() for t in same])):
+            t.copy_(part.view_as(t))
 
 
 @torch.no_grad()
 def mean_over_ranks(tensors: Sequence[Tensor]) -> None:
     """Average tensors over DDP ranks in place (one flat all-reduce); a no-op on one process."""
+    if any(not (t.is_floating_point() or t.is_complex()) for t in tensors):
+        raise TypeError("mean_over_ranks averages floating-point tensors; sum integer counts with sum_over_ranks")
     world = world_size()
     sum_over_ranks(tensors)
     if world > 1:

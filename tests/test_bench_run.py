@@ -12,9 +12,10 @@ import pytest
 
 from mmcore.bench.grid import load_grid
 from mmcore.bench.robustness import relative_robustness
+from mmcore.bench.results import write_results
 from mmcore.bench.runner import Selection, run_bench
 from mmcore.cli import main
-from mmcore.errors import MMCoreError
+from mmcore.errors import DataError, MMCoreError
 from mmcore.evaluate_run import load_finished_run
 from mmcore.hookspecs import hookimpl
 from mmcore.plugins import PluginHost
@@ -123,6 +124,27 @@ def test_finished_cells_are_skipped_and_interrupted_or_changed_ones_trained_agai
     write_grid(tmp_path, late_set='set = ["optimizer.lr = 0.05"]')  # the late cells' config changes
     outcome, trained = bench(grid_path, out)
     assert trained == ["late/seed0", "late/seed1"] and outcome["skipped"] == ["weak_b/joint/seed0", "weak_b/joint/seed1"]
+
+
+def test_a_cell_that_failed_after_writing_its_summary_is_trained_again_and_not_aggregated(tmp_path):
+    """A train-end hook can raise after the trainer wrote summary.json: failed.json wins."""
+    grid_path, out = write_grid(tmp_path), tmp_path / "bench"
+    bench(grid_path, out, Selection(methods=("joint",)))
+    failed = out / "cells/weak_b/joint/seed0"
+    (failed / "failed.json").write_text(json.dumps({"error": "MMCoreError: a train-end hook failed"}))
+    collected = write_results(out)[1]
+    assert "weak_b/joint/seed0" in collected.failed
+    assert [r["seed"] for r in collected.records if r["method"] == "joint"] == [1]
+    outcome, trained = bench(grid_path, out, Selection(methods=("joint",)))
+    assert trained == ["joint/seed0"] and not (failed / "failed.json").exists()
+
+
+def test_a_damaged_results_file_is_a_data_error_naming_it(tmp_path):
+    grid_path, out = write_grid(tmp_path), tmp_path / "bench"
+    bench(grid_path, out, Selection(methods=("joint",), seeds=(0,)))
+    (out / "cells/weak_b/joint/seed0/summary.json").write_text("{ not json")
+    with pytest.raises(DataError, match="summary.json: not readable JSON"):
+        bench(grid_path, out, Selection(methods=("late",), seeds=(0,)))
 
 
 def test_a_selection_trains_its_cells_and_the_results_list_the_rest(tmp_path, capsys):

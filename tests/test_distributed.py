@@ -150,3 +150,8 @@ def test_a_two_rank_run_killed_mid_epoch_resumes_on_two_ranks_exactly(tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}: {key}"
+
+
+def test_mean_over_ranks_refuses_integer_counts():
+    with pytest.raises(TypeError, match="sum_over_ranks"):
+        mmcore.mean_over_ranks([torch.ones(2, dtype=torch.int64)])

@@ -22,7 +22,7 @@ from attrs import define, field
 from mmcore.bench.aggregate import Row, aggregate, cost_rows
 from mmcore.bench.robustness import ROBUSTNESS_FILE, robustness_metrics
 from mmcore.bench.tables import results_csv, results_document
-from mmcore.errors import UsageError
+from mmcore.errors import DataError, UsageError
 from mmcore.logging import write_text_atomic
 
 BENCH_FILE = "bench.json"
@@ -50,7 +50,13 @@ def read_info(bench_dir: Path) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The file's JSON, None if it does not exist; a damaged file is a DataError naming it."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(path, f"not readable JSON ({error}); delete it to have the cell run again") from None
 
 
 @define
@@ -74,9 +80,9 @@ def collect(bench_dir: Path, info: Mapping[str, Any]) -> Collected:
                 if not _configured(directory, info, key):
                     out.missing.append(key)
                     continue
-                summary = _read_json(directory / "summary.json")
+                failure = _read_json(directory / FAILED_FILE)
+                summary = None if failure else _read_json(directory / "summary.json")
                 if summary is None:
-                    failure = _read_json(directory / FAILED_FILE)
                     if failure:
                         out.failed[key] = failure["error"]
                     else:

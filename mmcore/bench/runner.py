@@ -121,7 +121,8 @@ def _parts(cell: Cell) -> tuple[str, str, int]:
 def train_cell(config: Any, host: Any, run_dir: Path) -> str:
     """"skipped" (finished before), "trained", or "failed: <why>" (a runtime error of the run, such
     as a non-finite loss; the cell is trained again next time)."""
-    if (run_dir / "summary.json").is_file() and _saved_config(run_dir) == dump_config(config):
+    finished = (run_dir / "summary.json").is_file() and not (run_dir / FAILED_FILE).exists()
+    if finished and _saved_config(run_dir) == dump_config(config):  # failed.json: it failed after its summary
         return "skipped"
     if run_dir.exists():  # interrupted, failed, or trained from another config: start it again
         shutil.rmtree(run_dir)

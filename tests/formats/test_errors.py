@@ -123,6 +123,14 @@ def test_arrays_of_the_wrong_shape_are_named(tmp_path):
         )
 
 
+def test_an_empty_label_file_is_named(tmp_path):
+    fixtures().write_av_mnist(tmp_path / "m", 12, 4)
+    empty = tmp_path / "m" / "test_labels.npy"
+    np.save(empty, np.zeros(0, dtype=np.int64))
+    with pytest.raises(DataError, match=rf"{empty}: expected a 1-D array of digits"):
+        load_bundle(tmp_path, {"kind": "av_mnist", "modalities": ["audio"], "root": str(tmp_path / "m"), "val_size": 2})
+
+
 def test_an_untrusted_pickle_is_refused_with_its_digest_and_the_keys_to_set(tmp_path):
     write = fixtures()
     write.write_pickle(

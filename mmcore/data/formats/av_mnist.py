@@ -73,7 +73,8 @@ def check_rows(path: Path, rows: int, sample_shape: tuple[int, ...]) -> None:
 
 def read_labels(path: Path) -> Tensor:
     labels = np.asarray(open_rows(path))
-    if labels.ndim != 1 or np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() >= NUM_CLASSES:
+    if labels.ndim != 1 or labels.size == 0 or np.any(labels != np.round(labels)) or labels.min() < 0 \
+            or labels.max() >= NUM_CLASSES:
         raise DataError(path, f"expected a 1-D array of digits 0..{NUM_CLASSES - 1}, got {labels.dtype} {labels.shape}")
     return torch.from_numpy(labels.astype(np.int64))
 

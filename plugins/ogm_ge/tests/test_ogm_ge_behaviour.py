@@ -154,6 +154,11 @@ def test_conv_scope_without_convolutions_is_a_config_error():
         make_trainer(toy_config(balancers=[{"kind": "ogm_ge", "scope": "conv"}]))
 
 
+def test_one_modality_is_a_config_error():
+    with pytest.raises(mmcore.ConfigError, match="at least two"):
+        make_trainer(toy_config(modalities=("a",), balancers=[{"kind": "ogm_ge"}]))
+
+
 def test_nothing_is_modulated_before_the_window():
     joint, _ = run_steps(toy_config(optimizer=SGD), 3)
     ogm, states = run_steps(toy_config(optimizer=SGD, balancers=[{"kind": "ogm_ge", "start_epoch": 1}]), 3)

@@ -79,6 +79,9 @@ class OGMGE(mmcore.Balancer):
 
 
 def build_ogm_ge(config: OGMGEConfig, ctx: mmcore.BuildContext) -> OGMGE:
+    if len(ctx.modalities) < 2:
+        raise mmcore.ConfigError(f"$.balancers: ogm_ge balances modalities against each other; it needs at least "
+                                 f"two, got {list(ctx.modalities)}")
     if ctx.task == "regression":
         raise mmcore.ConfigError("$.balancers: ogm_ge scores modalities by class probabilities; "
                                  "it needs a classification or binary task, not regression")
