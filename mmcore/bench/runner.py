@@ -92,7 +92,8 @@ def run_bench(grid: Grid, host: Any, bench_dir: Path, selection: Selection = Sel
     configs = resolve_configs(grid, host)
     bench_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(bench_dir / BENCH_FILE, bench_info(grid, configs, host.registry, command))
-    shutil.copyfile(grid.source, bench_dir / "grid.toml")
+    if Path(grid.source).resolve() != (bench_dir / "grid.toml").resolve():  # not when run from its own copy
+        shutil.copyfile(grid.source, bench_dir / "grid.toml")
     selected = [cell for cell in cells(grid) if selection.includes(cell)]
     outcome: dict[str, Any] = {"trained": [], "skipped": [], "failed": {}}
     for number, cell in enumerate(selected, 1):

@@ -58,10 +58,13 @@ class NoiseBuffer:
     entry (the GPU's way, the default off the CPU) rather than tensor by tensor."""
 
     def __init__(self, grads: list[Tensor], gather: bool | None = None) -> None:
-        self.shapes = [g.shape for g in grads]
+        self.layout = [(g.shape, g.dtype) for g in grads]
         self.device = grads[0].device
-        self.flat = torch.empty(sum(g.numel() for g in grads), dtype=grads[0].dtype, device=self.device)
-        self.views = [view.view(shape) for view, shape in zip(self.flat.split([g.numel() for g in grads]), self.shapes)]
+        dtype = grads[0].dtype
+        for g in grads:  # mixed dtypes: the widest
+            dtype = torch.promote_types(dtype, g.dtype)
+        self.flat = torch.empty(sum(g.numel() for g in grads), dtype=dtype, device=self.device)
+        self.views = [view.view(g.shape) for view, g in zip(self.flat.split([g.numel() for g in grads]), grads)]
         counts = torch.tensor([g.numel() for g in grads], device=self.device)
         self.numels = counts.double()
         gather = self.device.type != "cpu" if gather is None else gather
@@ -69,7 +72,7 @@ class NoiseBuffer:
                       if gather else None)  # each entry's tensor
 
     def fits(self, grads: list[Tensor]) -> bool:
-        return grads[0].device == self.device and [g.shape for g in grads] == self.shapes
+        return grads[0].device == self.device and [(g.shape, g.dtype) for g in grads] == self.layout
 
     def add_to(self, grads: list[Tensor], sigma: Tensor, generator: torch.Generator | None) -> None:
         """grads += sigma_P * N(0, 1), from one normal draw for the whole step (one RNG call, in a
