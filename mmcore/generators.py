@@ -15,10 +15,14 @@ class Generators:
         self.seed, self.rank, self.device = seed, rank, torch.device(device)
         self._generators: dict[str, torch.Generator] = {}
 
-    def get(self, name: str, shared: bool = False) -> torch.Generator:
+    def get(self, name: str, shared: bool = False, device: torch.device | str | None = None) -> torch.Generator:
+        """`device`: where the generator draws (default: the run's device). Draws that become host-side
+        plans (Monte-Carlo orderings) take "cpu", so reading them back never waits for a GPU."""
+        device = self.device if device is None else torch.device(device)
         key = f"{name}@shared" if shared else f"{name}@rank{self.rank}"
+        key += "" if device == self.device else f"@{device}"
         if key not in self._generators:
-            g = torch.Generator(device=self.device)
+            g = torch.Generator(device=device)
             g.manual_seed(self.derive(key))
             self._generators[key] = g
         return self._generators[key]
@@ -33,7 +37,8 @@ class Generators:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state["generators"].items():
-            g = torch.Generator(device=self.device)
+            parts = key.split("@")  # name@shared|rank<r>[@device]
+            g = torch.Generator(device=parts[2] if len(parts) > 2 else self.device)
             g.set_state(value.cpu())  # generator states are CPU byte tensors whatever the device
             self._generators[key] = g
         torch.set_rng_state(state["torch"].cpu())

@@ -135,7 +135,7 @@ class StepState:
     model: MultimodalModel
     control: TrainControl | None
     task_loss: Callable[..., Tensor]  # task_loss(logits, y, reduction="mean" | "none")
-    generator: Callable[..., torch.Generator]  # generator(name, shared=False)
+    generator: Callable[..., torch.Generator]  # generator(name, shared=False, device=None)
     autocast: Callable[[], Any] = lambda: contextlib.nullcontext()  # the run's precision context, for extra passes
     epoch: int = 0
     step: int = 0

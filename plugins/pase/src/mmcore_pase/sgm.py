@@ -104,8 +104,10 @@ class ShapleyGradientModulation(mmcore.Balancer):
                 raise mmcore.ConfigError(f"$.balancers: {KIND} needs a scalar value function (one value per "
                                          "modality and sample), not logit attributions")
             return values.batch_mean()  # the global batch's under DDP
-        return proxy_values(state.model.fusion, self.modalities, self.config,
-                            state.generator(KIND, shared=True))  # the same draws on every rank
+        # the same orderings on every rank, drawn on the host, where the Monte-Carlo plan is read
+        # (drawn on a GPU, reading it back would wait for the device every step)
+        generator = state.generator(KIND, shared=True, device="cpu")
+        return proxy_values(state.model.fusion, self.modalities, self.config, generator)
 
     def _log(self, state: mmcore.StepState, shares: Tensor, phi: Tensor, second_phase: bool) -> None:
         for m, share, factor in zip(self.modalities, shares, phi):
