@@ -47,6 +47,8 @@ class Trainer:
         self.frozen: set[str] = set()
         self.control = TrainControl(self)
         self._assemble()
+        if self.dist.enabled:  # the same initial weights everywhere; from here each rank draws its own dropout
+            torch.manual_seed(self.generators.derive(f"global@rank{self.dist.rank}"))
         self.evaluator = Evaluator(self)
         self.state = RunState(self)
         self.step_times: list[float] = []

@@ -126,9 +126,9 @@ lr = 0.01
 
 
 def test_a_two_rank_run_killed_mid_epoch_resumes_on_two_ranks_exactly(tmp_path):
-    """MIE's mixup draws from each rank's own generator: a checkpoint keeps every rank's
-    generators, so the resumed ranks continue their own streams (dropout draws from the global
-    generator, seeded alike on every rank)."""
+    """MIE's mixup and dropout draw from each rank's own generators (a private one, and the global
+    one reseeded per rank): a checkpoint keeps every rank's, so the resumed ranks continue their own
+    streams."""
     config = tmp_path / "c.toml"
     config.write_text(RESUME_CONFIG)
     run = ["-m", "mmcore", "run", str(config), "--no-progress", "--out"]
