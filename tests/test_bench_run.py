@@ -221,6 +221,18 @@ def test_sweeps_of_older_robustness_settings_are_not_aggregated_or_drawn(tmp_pat
     assert main(["report", str(out)]) == 0  # the curves of one rate grid only
 
 
+def test_no_robustness_skips_sweeping_but_keeps_the_grids_settings(tmp_path):
+    grid_path, out = write_grid(tmp_path, rates="[0.0, 1.0]"), tmp_path / "bench"
+    bench(grid_path, out, Selection(seeds=[0]))
+    write_grid(tmp_path, rates="[0.0, 0.5, 1.0]")  # seed 0 holds sweeps of the old rates
+    assert main(["bench", str(grid_path), "--out", str(out), "--seeds", "1", "--no-robustness", "--no-cost"]) == 0
+    assert json.loads((out / "bench.json").read_text())["robustness"]["rates"] == [0.0, 0.5, 1.0]
+    assert not (out / "cells/weak_b/late/seed1/robustness.json").exists()
+    with open(out / "results.csv", newline="") as handle:  # the old-rate sweeps are not results
+        assert not any(r["metric"].startswith("rel_robust") for r in csv.DictReader(handle))
+    assert main(["report", str(out)]) == 0
+
+
 @pytest.fixture(scope="module")
 def finished_bench(tmp_path_factory) -> Path:
     """The whole pipeline through the CLI, robustness and cost (with peak memory) included."""

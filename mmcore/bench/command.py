@@ -41,8 +41,6 @@ def run_bench_command(args: argparse.Namespace, host: Any) -> int:
     from mmcore.bench.runner import Selection, run_bench
 
     grid = load_grid(args.grid)
-    if args.no_robustness:
-        grid = attrs.evolve(grid, robustness=attrs.evolve(grid.robustness, rates=()))
     if args.no_cost:
         grid = attrs.evolve(grid, cost=attrs.evolve(grid.cost, enabled=False))
     bench_dir = args.out or Path("runs") / grid.name
@@ -51,7 +49,7 @@ def run_bench_command(args: argparse.Namespace, host: Any) -> int:
     selection = Selection(args.datasets, args.methods, args.seeds)
     try:
         outcome = run_bench(grid, host, bench_dir, selection, plugin_modules=modules, command=command,
-                            log=lambda line: print(line, flush=True))
+                            log=lambda line: print(line, flush=True), sweep=not args.no_robustness)
     except KeyboardInterrupt:
         print("interrupted; run the same command again: finished cells are kept and the interrupted one is "
               "trained again", file=sys.stderr)

@@ -84,8 +84,11 @@ def bench_info(grid: Grid, configs: dict[Cell, Any], registry: Any, command: str
 
 
 def run_bench(grid: Grid, host: Any, bench_dir: Path, selection: Selection = Selection(),
-              plugin_modules: Sequence[str] = (), command: str = "", log: Log = print) -> dict[str, Any]:
-    """Train, sweep and cost every selected cell that needs it; write the results. Returns what happened."""
+              plugin_modules: Sequence[str] = (), command: str = "", log: Log = print,
+              sweep: bool = True) -> dict[str, Any]:
+    """Train, sweep and cost every selected cell that needs it; write the results. Returns what happened.
+    `sweep = False` skips this invocation's robustness sweeps; the grid's settings stay recorded, so
+    results keep only sweeps made with them."""
     problems = selection.problems(grid)
     if problems:
         raise ConfigError(problems)
@@ -103,7 +106,7 @@ def run_bench(grid: Grid, host: Any, bench_dir: Path, selection: Selection = Sel
         else:
             outcome[status].append(cell.key)
         log(f"[{number}/{len(selected)}] {cell.key}: {status}")
-    if grid.robustness.rates:
+    if grid.robustness.rates and sweep:
         for cell in selected:
             if cell.key not in outcome["failed"]:
                 sweep_cell(cell_dir(bench_dir, *_parts(cell)), host.registry, grid, log, cell.key)
