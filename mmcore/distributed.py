@@ -36,7 +36,7 @@ def world_size() -> int:
 
 @torch.no_grad()
 def sum_over_ranks(tensors: Sequence[Tensor]) -> None:
-    """Sum tensors over DDP ranks in place, with one flat all-reduce; a no-op on one process.
+    """Sum tensors over DDP ranks in place, one flat all-reduce per dtype; a no-op on one process.
     Plugins use it (and `mean_over_ranks`) for the batch statistics they compute, so that N ranks
     see what one rank with the global batch would see (DESIGN.md section 8)."""
     if world_size() == 1 or not tensors:
@@ -51,7 +51,7 @@ def sum_over_ranks(tensors: Sequence[Tensor]) -> None:
 
 @torch.no_grad()
 def mean_over_ranks(tensors: Sequence[Tensor]) -> None:
-    """Average tensors over DDP ranks in place (one flat all-reduce); a no-op on one process."""
+    """Average floating-point tensors over DDP ranks in place; a no-op on one process."""
     if any(not (t.is_floating_point() or t.is_complex()) for t in tensors):
         raise TypeError("mean_over_ranks averages floating-point tensors; sum integer counts with sum_over_ranks")
     world = world_size()
