@@ -38,7 +38,7 @@ class Trainer:
         self.device = distributed.device_for(self.dist, build.resolve_device(run.device))
         if run.threads:
             torch.set_num_threads(run.threads)
-        torch.manual_seed(run.seed)  # model init and dropout draw from the global generator, which we checkpoint
+        torch.manual_seed(run.seed)  # model init and dropout draw from the global generator, which is checkpointed
         self.generators = Generators(run.seed, rank=self.dist.rank, device=self.device)
         self.epoch, self.step, self.plan, self.loader_state = 0, 0, None, None
         self.epoch_batches = 0  # batches consumed in the current epoch (checkpointed: schedules read it)
