@@ -123,6 +123,8 @@ def all_reduce_gradients(model: nn.Module, info: DistInfo) -> None:
     if not info.enabled:
         return
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:  # everything frozen: nothing to average
+        return
     has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
     dist.all_reduce(has_grad)
     for p, anywhere in zip(params, has_grad.tolist()):
