@@ -13,10 +13,13 @@ Does loading starve a GPU? With `--step-device cuda` the audio-visual formats al
 av-resnet model (two ResNet-18s, concat fusion, SGD) on the device: `compute samples/s` repeats one
 batch already on the GPU (the step alone), `fed samples/s` takes every batch from the loader with
 `--step-workers` workers (their lists repeat each clip `--repeat` times, so the decode work is real
-while the fixture stays small). Fed below compute means the loader is the bottleneck.
+while the fixture stays small), timed after the loader's prefetched batches are used up. Fed below
+compute means the loader is the bottleneck. `--finish host` is the comparison row: the data's
+device transforms (ImageNet normalisation of uint8 frames) run in the workers instead, so float
+frames cross processes and the bus.
 
-    python benchmarks/data_throughput.py --workers 0 2 8 --repeat 32 \
-        --step-device cuda --step-workers 8 14 --out gpu.json
+    python benchmarks/data_throughput.py --workers 0 2 8 --repeat 48 \
+        --step-device cuda --step-workers 8 14 --finish device host --out gpu.json
 
 CPU rates depend on the machine's load: the JSON records the load average before and after every cell.
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
 import _format_fixtures as fx  # noqa: E402
@@ -48,6 +52,7 @@ from mmcore.plugins import PluginHost  # noqa: E402
 # frames 340 x 256 at 1 fps; AVE frames 480 x 360; sequences at the MMSA / MultiBench lengths.
 FULL = {
     "av_per_class": 24,
+    "image_size": 224,
     "frame": (480, 360),
     "ks_frame": (340, 256),
     "seconds": 2.5,
@@ -63,6 +68,7 @@ FULL = {
 }
 SMOKE = {
     "av_per_class": 4,
+    "image_size": 32,
     "frame": (48, 36),
     "ks_frame": (40, 30),
     "seconds": 0.5,
@@ -102,6 +108,7 @@ def _crema(audio_format: str) -> Callable[[Path, dict], dict]:
             "root": str(root),
             "format": audio_format,
             "frames": 1,
+            "image_size": s["image_size"],
             "trusted": True,
             "val_fraction": 0.25,
             "audio_frames": s["fbank"] if audio_format.startswith("fbank") else 0,
@@ -120,6 +127,7 @@ def _kinetics(root: Path, s: dict) -> dict:
         "modalities": ["audio", "visual"],
         "root": str(root),
         "num_classes": s["ks_classes"],
+        "image_size": s["image_size"],
         "audio_frames": s["fbank"],
         "val_fraction": 0.25,
     }
@@ -128,7 +136,8 @@ def _kinetics(root: Path, s: dict) -> dict:
 def _ave(root: Path, s: dict) -> dict:
     categories = tuple(f"event {k}" for k in range(s["ave_classes"]))
     fx.write_ave(root, {"train": s["ave_per_class"], "val": 1, "test": 1}, categories, frame_size=s["frame"], frames=4)
-    return {"kind": "ave", "modalities": ["audio", "visual"], "root": str(root), "trusted": True}
+    return {"kind": "ave", "modalities": ["audio", "visual"], "root": str(root), "trusted": True,
+            "image_size": s["image_size"]}
 
 
 def _av_mnist(root: Path, s: dict) -> dict:
@@ -213,13 +222,31 @@ def measure(dataset: Any, batch_size: int, workers: int, batches: int) -> dict[s
 
 
 STEP_FORMATS = ("crema_d/ogm-wav", "crema_d/pmr-pkl1004", "kinetics_sounds/fbank-npy")
+FINISH = ("device", "host")  # where the data's on_device transforms run: the trainer's way, or the workers
+
+
+class FinishedOnHost(Dataset):
+    """A split whose items get the data's device transforms in the loader workers: the float frames
+    cross processes and the bus, as before frames travelled as uint8. The comparison row."""
+
+    def __init__(self, base: Any, on_device: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> None:
+        self.base, self.on_device = base, on_device
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.base[index])
+        item["inputs"] = {m: self.on_device[m](x) if m in self.on_device else x for m, x in item["inputs"].items()}
+        return item
 
 
 def fed_step_rates(
-    data: dict, host: PluginHost, device: str, workers: int, batch_size: int, steps: int
+    data: dict, host: PluginHost, device: str, workers: int, batch_size: int, steps: int, finish: str
 ) -> dict[str, float]:
     """Samples/s of av-resnet training steps on `device`: one resident batch repeated (compute), then
-    every batch from the loader with `workers` workers (fed)."""
+    batches from the loader with `workers` workers (fed). The fed clock starts once the loader's
+    prefetch (2 batches per worker) is consumed, so it times the steady rate, not a full queue."""
     from mmcore.trainer import Trainer
 
     config = {
@@ -231,11 +258,14 @@ def fed_step_rates(
     }
     trainer = Trainer(parse_config(config, host.registry), host.registry)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    split = trainer.data.splits["train"]
+    if finish == "host":
+        split = FinishedOnHost(split, trainer.data.on_device)
     loader = make_loader(  # pinned on a GPU, as the trainer's own loaders are
-        trainer.data.splits["train"], batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True,
+        split, batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True,
         pin_memory=trainer.evaluator.pin_memory,
     )
-    resident = next(iter(loader)).to(trainer.device)
+    resident = trainer.to_device(next(iter(loader)))
     for _ in range(3):  # warm-up: kernels chosen, memory pools grown
         trainer.train_step([resident])
     sync()
@@ -245,12 +275,15 @@ def fed_step_rates(
     sync()
     compute = steps * batch_size / (time.perf_counter() - start)
     batches = iter(loader)  # a fresh pass: nothing prefetched while the compute rate was timed
-    for batch in itertools.islice(batches, max(workers, 1)):  # the first round, delivered together
-        trainer.train_step([batch.to(trainer.device, non_blocking=True)])
+    prefetched = 2 * max(workers, 1)
+    if len(loader) < prefetched + steps:
+        raise SystemExit(f"{data['kind']}: {len(loader)} batches; raise --repeat to cover {prefetched} + {steps}")
+    for batch in itertools.islice(batches, prefetched):
+        trainer.train_step([trainer.to_device(batch)])
     sync()
     fed, start = 0, time.perf_counter()
     for batch in itertools.islice(batches, steps):
-        trainer.train_step([batch.to(trainer.device, non_blocking=True)])
+        trainer.train_step([trainer.to_device(batch)])
         fed += batch.size
     sync()
     return {
@@ -259,6 +292,7 @@ def fed_step_rates(
         "fed_samples": fed,
         "workers": workers,
         "batch_size": batch_size,
+        "finish": finish,
     }
 
 
@@ -283,7 +317,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--step-device", help="also time av-resnet steps fed by the loader on this device (cuda)")
     parser.add_argument("--step-workers", type=int, nargs="+", default=[8])
     parser.add_argument("--step-batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=30, help="fed steps timed, after the prefetched batches")
+    parser.add_argument(
+        "--finish", nargs="+", choices=FINISH, default=["device"],
+        help="where the data's device transforms run in the fed steps: device (the trainer's way) or host (workers)",
+    )
     args = parser.parse_args(argv)
     sizes = dict(SMOKE if args.smoke else FULL)
     sizes.update({key: value for key, value in (("repeat", args.repeat), ("batches", args.batches)) if value})
@@ -314,15 +352,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"first batch {cell['first_batch_s']:.2f} s  load {load_before[0]:.1f}",
                     flush=True,
                 )
-            for workers in args.step_workers if args.step_device and name in STEP_FORMATS else ():
+            cells = itertools.product(args.step_workers, args.finish)
+            for workers, finish in cells if args.step_device and name in STEP_FORMATS else ():
                 step = {
                     "format": name,
-                    **fed_step_rates(data, host, args.step_device, workers, args.step_batch, args.steps),
+                    **fed_step_rates(data, host, args.step_device, workers, args.step_batch, args.steps, finish),
                 }
                 results.setdefault("steps", []).append(step)
                 print(
                     f"{name:28s} av-resnet on {args.step_device}: compute {step['compute_samples_per_s']:.0f} "
-                    f"samples/s, fed by {workers} workers {step['fed_samples_per_s']:.0f} samples/s",
+                    f"samples/s, fed by {workers} workers ({finish} finish) {step['fed_samples_per_s']:.0f} "
+                    f"samples/s = {step['fed_samples_per_s'] / step['compute_samples_per_s']:.0%}",
                     flush=True,
                 )
     if args.out:

@@ -64,12 +64,15 @@ METHODS: dict[str, Method] = {
 PRECISIONS = ("32", "bf16-mixed")
 
 
-def build_trainers(device: str, tiny: bool, precision: str) -> tuple[dict[str, Any], dict[str, str]]:
+def build_trainers(
+    device: str, tiny: bool, precision: str, names: Sequence[str] = tuple(METHODS)
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Every applicable method's Trainer (same seed: same initial encoders), and why others are skipped."""
     workload = WORKLOADS["av-resnet"]
     host = PluginHost(modules=list(workload.modules))
     trainers, skipped = {}, {}
-    for name, (fusion, balancers, supervisors, _, run) in METHODS.items():
+    for name in names:
+        fusion, balancers, supervisors, _, run = METHODS[name]
         config = workload.config(2, device=device, smoke=tiny)
         config["run"] |= {"precision": precision, **run}
         config |= {"balancers": balancers, "attention_supervisors": supervisors}
@@ -114,8 +117,10 @@ def parameter_count(trainer: Any) -> int:
     return sum(p.numel() for p in trainer.model.parameters())
 
 
-def run_precision(device: str, tiny: bool, precision: str, rounds: int, steps: int, warmup: int) -> dict[str, Any]:
-    trainers, skipped = build_trainers(device, tiny, precision)
+def run_precision(
+    device: str, tiny: bool, precision: str, rounds: int, steps: int, warmup: int, names: Sequence[str] = tuple(METHODS)
+) -> dict[str, Any]:
+    trainers, skipped = build_trainers(device, tiny, precision, names)
     batches = prepared_batches(trainers["joint"], 2)
     times = {name: t["wall"] for name, t in measure_steps(trainers, batches, rounds, steps, warmup).items()}
     rows = {}
@@ -152,12 +157,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tiny", action="store_true", help="small shapes, batch 2, one round (its own test)")
     parser.add_argument("--rounds", type=int, default=None, help="alternation rounds (default 10; 1 with --tiny)")
     parser.add_argument("--precision", action="append", choices=PRECISIONS, help="repeatable; default both")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="these rows only (joint is always run)")
     parser.add_argument("--out", type=Path, help="write the JSON results here")
     args = parser.parse_args(argv)
+    names = [m for m in METHODS if m == "joint" or m in (args.methods or METHODS)]
     settings = {"rounds": args.rounds or (1 if args.tiny else 10), "steps": 1 if args.tiny else 3,
                 "warmup": 1 if args.tiny else 3}
     started = time.perf_counter()
-    precisions = {p: run_precision(args.device, args.tiny, p, **settings) for p in args.precision or PRECISIONS}
+    precisions = {p: run_precision(args.device, args.tiny, p, **settings, names=names) for p in args.precision or PRECISIONS}
     results = {"workload": "av-resnet", "modalities": 2, "tiny": args.tiny, "settings": settings,
                "batch_size": next(iter(precisions.values()))["batch_size"], "precisions": precisions,
                "machine": machine_description(torch.device(args.device)), "wall_s": time.perf_counter() - started}

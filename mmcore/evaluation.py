@@ -32,7 +32,8 @@ class Evaluator:
         dataset = self.trainer.data.splits[name]
         config = corruption if corruption is not None else self.trainer.config.data.corruption.get(name)
         if config is not None:
-            dataset = corrupt_split(dataset, config, self.trainer.model.modalities, split=name)
+            dataset = corrupt_split(dataset, config, self.trainer.model.modalities, split=name,
+                                    decode=self.trainer.data.on_device)
         return dataset
 
     def corruption(self, name: str) -> CorruptionConfig | None:
@@ -98,7 +99,7 @@ class Evaluator:
         out = []
         with self.eval_mode(), self.feature_corruption(self.corruption(split)):
             for batch in self.eval_loader(dataset, batch_size):
-                out.append(fn(batch.to(self.trainer.device, non_blocking=True), self.trainer.model))
+                out.append(fn(self.trainer.to_device(batch), self.trainer.model))
         return out
 
     def evaluate(self, split: str, values: bool = False, corruption: CorruptionConfig | None = None) -> dict[str, float]:
@@ -113,7 +114,7 @@ class Evaluator:
         config = corruption if corruption is not None else self.corruption(split)
         with self.eval_mode(), self.feature_corruption(config), t.autocast():
             for batch in self.eval_loader(self.split(split, corruption)):
-                batch = batch.to(t.device, non_blocking=True)
+                batch = t.to_device(batch)
                 out = model(batch)
                 fused.update(out.logits.float(), batch.label, t.task_loss(out.logits, batch.label, reduction="sum"))
                 for m in modalities:

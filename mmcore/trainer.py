@@ -152,7 +152,7 @@ class Trainer:
         last_log = (time.perf_counter(), self.step)  # timing restarts each epoch: validation is not a step
         with self.evaluator.feature_corruption(self.evaluator.corruption("train")):
             for batch in self.evaluator.progress(loader, self.epoch):
-                micro.append(batch.to(self.device, non_blocking=True))
+                micro.append(self.to_device(batch))
                 self.count_batch(len(loader))
                 if len(micro) < k:
                     continue
@@ -161,6 +161,11 @@ class Trainer:
                 last_log = self._after_step(state, loader, last_log)
             if micro:  # a short tail still trains, with the accumulation scaled to its size
                 self._after_step(self.train_step(micro), loader, last_log)
+
+    def to_device(self, batch: Batch) -> Batch:
+        """A loader's batch on the run's device, finished by the data's device transforms (the copy
+        is asynchronous from the pinned batches a CUDA run's loaders make)."""
+        return self.data.prepare(batch.to(self.device, non_blocking=True))
 
     def count_batch(self, epoch_length: int) -> None:
         """One more batch of this epoch consumed: the progress schedulers follow, in epochs."""

@@ -113,3 +113,14 @@ def test_data_throughput_smoke_run_measures_every_format_with_0_and_2_workers(tm
         assert cell["samples"] > 0 and cell["samples"] % results["batch_size"] == 0
         assert cell["samples_per_s"] > 0 and cell["first_batch_s"] > 0
     assert results["machine"]["cpu_count"] >= 1 and "shared" in results["note"]
+
+
+def test_data_throughput_times_fed_steps_with_frames_finished_on_either_side(tmp_path):
+    bench = load_benchmark("data_throughput")
+    out = tmp_path / "steps.json"
+    bench.main(["--smoke", "--formats", "crema_d/ogm-wav", "--workers", "0", "--step-device", "cpu",
+                "--step-workers", "0", "--step-batch", "2", "--steps", "1", "--finish", "device", "host",
+                "--out", str(out)])
+    steps = json.loads(out.read_text())["steps"]
+    assert [(s["finish"], s["workers"]) for s in steps] == [("device", 0), ("host", 0)]
+    assert all(s["compute_samples_per_s"] > 0 and s["fed_samples_per_s"] > 0 and s["fed_samples"] == 2 for s in steps)

@@ -29,7 +29,7 @@ def prepared_batches(trainer: Trainer, count: int) -> list[Batch]:
     """The first `count` training batches, already on the device: the loader is not being timed."""
     batches = []
     for batch in trainer.evaluator.train_loader(0, None):
-        batches.append(batch.to(trainer.device))
+        batches.append(trainer.to_device(batch))
         if len(batches) == count:
             break
     return batches

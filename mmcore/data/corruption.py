@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from attrs import field, frozen
@@ -252,11 +252,17 @@ class CorruptedDataset(Dataset[dict[str, Any]]):
     input is zeroed) and, when `config.level == "input"`, noise on the present inputs."""
 
     def __init__(
-        self, base: Dataset[dict[str, Any]], config: CorruptionConfig, modalities: Sequence[str], split: str = ""
+        self,
+        base: Dataset[dict[str, Any]],
+        config: CorruptionConfig,
+        modalities: Sequence[str],
+        split: str = "",
+        decode: Mapping[str, Callable[[Tensor], Tensor]] | None = None,
     ) -> None:
         self.base = base
         self.config = config
         self.modalities = tuple(modalities)
+        self.decode = dict(decode or {})  # the data's device transforms: corruption acts on model inputs
         self.kept = split_missing_masks(len(base), config, len(self.modalities), split,  # type: ignore[arg-type]
                                         names=self.modalities)
         self.noisy = {m: config.level == "input" and config.noise_rate > 0
@@ -273,6 +279,8 @@ class CorruptedDataset(Dataset[dict[str, Any]]):
         inputs = {}
         for column, m in enumerate(self.modalities):
             x = item["inputs"][m]
+            if m in self.decode and (self.noisy[m] or not bool(kept[column])):
+                x = self.decode[m](x)  # e.g. uint8 pixels -> normalised floats; the device then passes them
             if not bool(kept[column]):
                 x = torch.zeros_like(x)  # a missing modality carries no data (spec 4.6)
             elif self.noisy[m]:
@@ -285,8 +293,14 @@ class CorruptedDataset(Dataset[dict[str, Any]]):
 
 
 def corrupt_split(
-    base: Dataset[dict[str, Any]], config: CorruptionConfig, modalities: Sequence[str], split: str = ""
+    base: Dataset[dict[str, Any]],
+    config: CorruptionConfig,
+    modalities: Sequence[str],
+    split: str = "",
+    decode: Mapping[str, Callable[[Tensor], Tensor]] | None = None,
 ) -> Dataset[dict[str, Any]]:
-    """`base` wrapped in a CorruptedDataset when the config corrupts anything at the data level."""
+    """`base` wrapped in a CorruptedDataset when the config corrupts anything at the data level.
+    `decode` (the bundle's `on_device` transforms) turns a modality's stored form into model inputs
+    before it is zeroed or noised."""
     touches_data = config.missing_rate > 0 or (config.level == "input" and config.noise_rate > 0)
-    return CorruptedDataset(base, config, modalities, split) if touches_data else base
+    return CorruptedDataset(base, config, modalities, split, decode) if touches_data else base

@@ -63,7 +63,7 @@ def run_steps(config: dict[str, Any] | Trainer, steps: int = 5, host: PluginHost
         loader = trainer.evaluator.train_loader(trainer.epoch, trainer.plan)
         for batch in loader:
             trainer.count_batch(len(loader))
-            states.append(trainer.train_step([batch.to(trainer.device)]))
+            states.append(trainer.train_step([trainer.to_device(batch)]))
             trainer.step += 1
             if len(states) == steps:
                 break

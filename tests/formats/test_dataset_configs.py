@@ -42,5 +42,5 @@ def test_dataset_config_assembles_on_fixture_data(path, fixture_folder):
     trainer = Trainer(config, host().registry)
     batch = next(iter(trainer.evaluator.eval_loader(trainer.data.splits["test"], batch_size=2)))
     with trainer.evaluator.eval_mode():
-        output = trainer.model(batch)
+        output = trainer.model(trainer.to_device(batch))
     assert output.logits.shape == (batch.size, trainer.ctx.num_outputs)

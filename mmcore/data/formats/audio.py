@@ -13,6 +13,7 @@ for an array of the wrong shape.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import soundfile
 import torch
 from attrs import frozen
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 from torch import Tensor
 
 from mmcore.data.formats.trusted_pickle import PickleTrust, load_trusted_pickle
@@ -56,11 +57,26 @@ def read_waveform(path: Path) -> tuple[np.ndarray, int]:
     return samples.mean(axis=1), rate
 
 
+@functools.lru_cache(maxsize=8)
+def polyphase_lowpass(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing filter `resample_poly(x, up, down)` designs by default (Kaiser, beta 5,
+    20 * max(up, down) + 1 taps), in float32. Designing it costs more than filtering one clip, so a
+    process designs it once per rate pair; passed back as `window`, the output is bit-identical."""
+    rate = max(up, down)
+    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0)).astype(np.float32)
+
+
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target:
         return samples
     common = math.gcd(rate, target)
-    return resample_poly(samples, target // common, rate // common).astype(np.float32)
+    up, down = target // common, rate // common
+    return resample_poly(samples, up, down, window=polyphase_lowpass(up, down)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _hann_window() -> Tensor:
+    return torch.hann_window(N_FFT)
 
 
 def ogm_log_spectrogram(samples: np.ndarray) -> Tensor:
@@ -72,7 +88,7 @@ def ogm_log_spectrogram(samples: np.ndarray) -> Tensor:
         waveform,
         N_FFT,
         hop_length=HOP,
-        window=torch.hann_window(N_FFT),
+        window=_hann_window(),
         center=True,
         pad_mode="reflect",
         return_complex=True,
@@ -100,6 +116,8 @@ class WavSpectrogramReader:
     folder: Path
     suffix: str = ".wav"
 
+    on_device = None  # the loader delivers model inputs
+
     @property
     def shape(self) -> tuple[int, ...]:
         return (1, *STFT_SHAPE)
@@ -120,6 +138,8 @@ class SpectrogramPickleReader:
     trust: PickleTrust
     frequency_bins: int = 257
     frames: int = 1004
+
+    on_device = None  # the loader delivers model inputs
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -153,6 +173,8 @@ class FbankReader:
     suffix: str  # ".npy" or ".pt"
     frames: int = 1024
     bins: int = FBANK_BINS
+
+    on_device = None  # the loader delivers model inputs
 
     @property
     def shape(self) -> tuple[int, ...]:

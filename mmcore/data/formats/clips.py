@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mmcore.data.base import DataBundle, DataInfo
+from mmcore.data.base import DataBundle, DataInfo, DeviceTransform
 from mmcore.data.splits import carve_validation
 from mmcore.errors import ConfigError, DataError
 
@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class ClipReader(Protocol):
-    """Reads one modality of a clip: `reader(clip, train)` -> a tensor of `reader.shape`."""
+    """Reads one modality of a clip: `reader(clip, train)` -> a tensor of `reader.shape`, finished
+    on the device by `reader.on_device` (None: the tensor is the model's input)."""
+
+    on_device: DeviceTransform | None
 
     @property
     def shape(self) -> tuple[int, ...]: ...
@@ -131,7 +134,8 @@ def clip_bundle(
     first = next((clips[0] for clips, _, _ in splits.values() if clips), None)
     for read in readers.values() if first is not None else ():
         read(first, False)  # fail now, not mid-epoch: an untrusted pickle, an array of the wrong shape
-    return DataBundle(info=info, splits=datasets)
+    on_device = {m: r.on_device for m, r in readers.items() if r.on_device is not None}
+    return DataBundle(info=info, splits=datasets, on_device=on_device)
 
 
 def carve(clips: list[str], labels: list[int], fraction: float, seed: int) -> tuple[tuple[list[str], list[int]], ...]:

@@ -2,8 +2,10 @@
 
 Training frames get the ImageNet recipe every official code uses (torchvision's RandomResizedCrop
 to `size`, scale (0.08, 1), ratio (3/4, 4/3), then a horizontal flip with probability 1/2);
-evaluation frames are resized to `size` x `size`. Both are ImageNet-normalised. The crop and the
-resize are one Pillow call (`resize(..., box=crop)`). Random draws come from torch's global
+evaluation frames are resized to `size` x `size`. The crop and the resize are one Pillow call
+(`resize(..., box=crop)`). Frames leave the loader as uint8 pixels; `normalize_frames`, the
+bundle's device transform, ImageNet-normalises them where the batch lands (a GPU), so workers,
+shared memory, pinning and the host-to-device copy move a quarter of float32's bytes. Random draws come from torch's global
 generator in the process that loads the sample: the trainer seeds and checkpoints it, and loader
 workers are seeded per epoch by the loader, so augmentation repeats for a given `num_workers`.
 
@@ -86,8 +88,18 @@ def random_resized_crop(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + w, top + h
 
 
+def normalize_frames(pixels: Tensor) -> Tensor:
+    """uint8 RGB pixels [..., 3, H, W] -> ImageNet-normalised float32, on the pixels' device.
+    Floating-point input is taken as already normalised and returned as it is."""
+    if pixels.is_floating_point():
+        return pixels
+    mean = IMAGENET_MEAN.to(pixels.device)
+    std = IMAGENET_STD.to(pixels.device)
+    return (pixels.float().div_(255.0) - mean) / std
+
+
 def read_frame(path: Path, size: int, train: bool) -> Tensor:
-    """One frame as a normalised float tensor [3, size, size]."""
+    """One frame as uint8 RGB pixels [3, size, size] (see `normalize_frames`)."""
     try:
         with Image.open(path) as opened:
             image = opened.convert("RGB")  # decodes the whole file: a truncated one fails here
@@ -100,17 +112,17 @@ def read_frame(path: Path, size: int, train: bool) -> Tensor:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     else:
         image = image.resize((size, size), Image.Resampling.BILINEAR)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return (pixels.float().div_(255.0) - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 @frozen
 class FrameStackReader:
-    """`count` frames of a clip from `folder/<clip>/`, as [count, 3, size, size]."""
+    """`count` frames of a clip from `folder/<clip>/`, as uint8 [count, 3, size, size]."""
 
     folder: Path
     count: int
     size: int = 224
+    on_device = staticmethod(normalize_frames)
 
     @property
     def shape(self) -> tuple[int, ...]:

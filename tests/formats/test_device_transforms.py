@@ -1,0 +1,80 @@
+"""Frames travel as uint8 pixels and are normalised where the batch lands (DataBundle.on_device); the
+resampler's cached filter changes nothing. Pinned on hand-computed pixels and on the trainer's paths:
+training batches, evaluation, and input-level corruption (which must act on normalised values)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from format_helpers import fixtures, host, run_config
+from scipy.signal import resample_poly
+
+from mmcore.data.corruption import CorruptionConfig, add_noise
+from mmcore.data.formats.audio import resample
+from mmcore.data.formats.images import normalize_frames
+from mmcore.testing import make_trainer
+
+
+def test_normalize_frames_on_hand_computed_pixels():
+    pixels = torch.tensor([0, 128, 255], dtype=torch.uint8).view(3, 1, 1).expand(2, 3, 3, 1, 2)  # [T, 3, H, W]
+    out = normalize_frames(pixels)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 3, 1, 2)
+    by_hand = [(0 / 255 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (255 / 255 - 0.406) / 0.225]
+    torch.testing.assert_close(out[0, 0, :, 0, 0], torch.tensor(by_hand), rtol=0, atol=1e-6)
+    assert normalize_frames(out) is out  # already model input: passed as it is
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
+def test_resampling_with_the_cached_filter_is_scipys_default_bit_for_bit(rate):
+    samples = np.random.default_rng(rate).standard_normal(rate // 2).astype(np.float32)
+    common = math.gcd(rate, 22050)
+    expected = resample_poly(samples, 22050 // common, rate // common).astype(np.float32)
+    assert np.array_equal(resample(samples, rate, 22050), expected)
+
+
+@pytest.fixture
+def crema_trainer(tmp_path):
+    fixtures().write_crema_d(tmp_path, train_per_class=2, test_per_class=1, frames=2, frame_size=(24, 20))
+    data = {
+        "kind": "crema_d",
+        "modalities": ["audio", "visual"],
+        "root": str(tmp_path),
+        "image_size": 16,
+        "frames": 2,
+        "val_fraction": 0.5,
+        "batch_size": 4,
+    }
+    return make_trainer(run_config(data, seed=3), host())
+
+
+def test_the_trainer_normalises_frames_after_the_copy_and_evaluation_does_too(crema_trainer):
+    trainer = crema_trainer
+    batch = next(iter(trainer.evaluator.train_loader(0, None)))
+    assert batch.inputs["visual"].dtype == torch.uint8  # what crosses processes and the bus
+    on_device = trainer.to_device(batch)
+    torch.testing.assert_close(on_device.inputs["visual"], normalize_frames(batch.inputs["visual"]))
+    assert on_device.inputs["audio"] is not None and on_device.inputs["audio"].dtype == torch.float32
+    state = trainer.train_step([on_device])
+    assert state.batch.inputs["visual"].dtype == torch.float32
+    assert all(torch.isfinite(loss).all() for loss in state.losses.values())
+    seen = trainer.map_split("val", lambda b, model: b.inputs["visual"].dtype)
+    assert seen and all(dtype == torch.float32 for dtype in seen)
+    assert 0.0 <= trainer.evaluator.evaluate("val")["acc"] <= 1.0
+
+
+def test_input_level_noise_and_missing_inputs_act_on_normalised_frames(crema_trainer):
+    trainer = crema_trainer
+    clean = trainer.evaluator.split("val")[0]
+    noisy_config = CorruptionConfig(level="input", noise_rate=0.5, noise="gaussian", modalities=("visual",), seed=7)
+    noisy = trainer.evaluator.split("val", noisy_config)[0]
+    frames = normalize_frames(clean["inputs"]["visual"])
+    expected = add_noise(frames[None], torch.tensor([clean["index"]]), noisy_config, "visual", None)[0]
+    torch.testing.assert_close(noisy["inputs"]["visual"], expected)
+    loaded = next(iter(trainer.evaluator.eval_loader([noisy])))
+    assert trainer.to_device(loaded).inputs["visual"].equal(expected[None])  # noised floats pass unchanged
+    gone = trainer.evaluator.split("val", CorruptionConfig(missing_rate=1.0, modalities=("visual",)))[0]
+    assert not bool(gone["present"][1]) and gone["inputs"]["visual"].dtype == torch.float32
+    assert not gone["inputs"]["visual"].any()  # zero in the model's input space, not black pixels
