@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
 import _format_fixtures as fx  # noqa: E402
@@ -244,9 +244,11 @@ class FinishedOnHost(Dataset):
 def fed_step_rates(
     data: dict, host: PluginHost, device: str, workers: int, batch_size: int, steps: int, finish: str
 ) -> dict[str, float]:
-    """Samples/s of av-resnet training steps on `device`: one resident batch repeated (compute), then
-    batches from the loader with `workers` workers (fed). The fed clock starts once the loader's
-    prefetch (2 batches per worker) is consumed, so it times the steady rate, not a full queue."""
+    """Samples/s of av-resnet training steps on `device`: one resident batch repeated (compute, timed
+    before and after the fed steps, with no loader worker alive), and batches from the loader with
+    `workers` workers (fed). The fed clock starts once the loader's prefetch (2 batches per worker)
+    is consumed, so it times the steady rate, not a full queue; the loader covers exactly the
+    batches used, so its workers are gone when it ends."""
     from mmcore.trainer import Trainer
 
     config = {
@@ -261,34 +263,43 @@ def fed_step_rates(
     split = trainer.data.splits["train"]
     if finish == "host":
         split = FinishedOnHost(split, trainer.data.on_device)
+    prefetched = 2 * max(workers, 1)
+    rows = (prefetched + steps) * batch_size
+    if len(split) < rows:
+        raise SystemExit(f"{data['kind']}: {len(split)} rows; raise --repeat to cover {prefetched} + {steps} batches")
+    split = Subset(split, range(rows))
+    resident = trainer.to_device(next(iter(make_loader(split, batch_size, shuffle=False, seed=0))))
+    for _ in range(3):  # warm-up: kernels chosen, memory pools grown
+        trainer.train_step([resident])
+
+    def compute_rate() -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step([resident])
+        sync()
+        return steps * batch_size / (time.perf_counter() - start)
+
+    before = compute_rate()
     loader = make_loader(  # pinned on a GPU, as the trainer's own loaders are
         split, batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True,
         pin_memory=trainer.evaluator.pin_memory,
     )
-    resident = trainer.to_device(next(iter(loader)))
-    for _ in range(3):  # warm-up: kernels chosen, memory pools grown
-        trainer.train_step([resident])
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step([resident])
-    sync()
-    compute = steps * batch_size / (time.perf_counter() - start)
-    batches = iter(loader)  # a fresh pass: nothing prefetched while the compute rate was timed
-    prefetched = 2 * max(workers, 1)
-    if len(loader) < prefetched + steps:
-        raise SystemExit(f"{data['kind']}: {len(loader)} batches; raise --repeat to cover {prefetched} + {steps}")
+    batches = iter(loader)
     for batch in itertools.islice(batches, prefetched):
         trainer.train_step([trainer.to_device(batch)])
     sync()
     fed, start = 0, time.perf_counter()
-    for batch in itertools.islice(batches, steps):
+    for batch in batches:  # the remaining `steps` batches, then the workers exit
         trainer.train_step([trainer.to_device(batch)])
         fed += batch.size
     sync()
+    fed_rate = fed / (time.perf_counter() - start)
+    after = compute_rate()
     return {
-        "compute_samples_per_s": compute,
-        "fed_samples_per_s": fed / (time.perf_counter() - start),
+        "compute_samples_per_s": (before + after) / 2,
+        "compute_before_after": [before, after],
+        "fed_samples_per_s": fed_rate,
         "fed_samples": fed,
         "workers": workers,
         "batch_size": batch_size,

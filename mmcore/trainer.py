@@ -163,9 +163,11 @@ class Trainer:
                 self._after_step(self.train_step(micro), loader, last_log)
 
     def to_device(self, batch: Batch) -> Batch:
-        """A loader's batch on the run's device, finished by the data's device transforms (the copy
-        is asynchronous from the pinned batches a CUDA run's loaders make)."""
-        return self.data.prepare(batch.to(self.device, non_blocking=True))
+        """A loader's batch on the run's device, finished by the data's device transforms in float32
+        whatever the run's precision (the copy is asynchronous from the pinned batches a CUDA run's
+        loaders make)."""
+        with torch.autocast(self.device.type, enabled=False):
+            return self.data.prepare(batch.to(self.device, non_blocking=True))
 
     def count_batch(self, epoch_length: int) -> None:
         """One more batch of this epoch consumed: the progress schedulers follow, in epochs."""

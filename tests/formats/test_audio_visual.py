@@ -31,7 +31,9 @@ def test_crema_d_wav_frames_labels_and_carved_validation(tmp_path):
     assert test.clips == [c for c, _ in listed["test"]]
     index = {c: OGM_GE_LABELS.index(y) for c, y in listed["train"] + listed["test"]}
     assert [index[c] for c in train.clips] == train.labels.tolist()
-    batch = whole(test)
+    loaded = whole(test)  # what the loader carries: 3-s clips and uint8 pixels
+    assert loaded.inputs["audio"].shape == (6, 1, 3 * 22050) and loaded.inputs["visual"].dtype == torch.uint8
+    batch = bundle.prepare(loaded)  # what the model gets, once the batch is on the device
     assert batch.inputs["audio"].shape == (6, 1, 257, 188) and batch.inputs["visual"].shape == (6, 2, 3, 32, 32)
     assert batch.label.tolist() == list(range(6)) and batch.present.all()
     assert torch.isfinite(batch.inputs["audio"]).all()

@@ -1,6 +1,7 @@
-"""Frames travel as uint8 pixels and are normalised where the batch lands (DataBundle.on_device); the
-resampler's cached filter changes nothing. Pinned on hand-computed pixels and on the trainer's paths:
-training batches, evaluation, and input-level corruption (which must act on normalised values)."""
+"""Frames travel as uint8 pixels and variant-A audio as 3-s clips; both are finished where the batch
+lands (DataBundle.on_device: ImageNet normalisation, the log STFT). The resampler's cached filter
+changes nothing. Pinned on hand-computed pixels, on the host path they replace, and on the trainer's
+paths: training batches, evaluation, and input-level corruption (which acts on model inputs)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from format_helpers import fixtures, host, run_config
 from scipy.signal import resample_poly
 
 from mmcore.data.corruption import CorruptionConfig, add_noise
-from mmcore.data.formats.audio import resample
+from mmcore.data.formats.audio import (
+    WavSpectrogramReader,
+    log_spectrogram,
+    ogm_log_spectrogram,
+    read_waveform,
+    resample,
+)
 from mmcore.data.formats.images import normalize_frames
 from mmcore.testing import make_trainer
 
@@ -33,6 +40,19 @@ def test_resampling_with_the_cached_filter_is_scipys_default_bit_for_bit(rate):
     common = math.gcd(rate, 22050)
     expected = resample_poly(samples, 22050 // common, rate // common).astype(np.float32)
     assert np.array_equal(resample(samples, rate, 22050), expected)
+
+
+def test_variant_a_clips_become_the_host_spectrogram_on_the_device_batch_by_batch(tmp_path):
+    fixtures().write_crema_d(tmp_path, train_per_class=1, test_per_class=1, frames=1)
+    reader = WavSpectrogramReader(tmp_path / "AudioWAV")
+    clips = sorted(p.stem for p in reader.folder.glob("*.wav"))[:3]
+    loaded = torch.stack([reader(c, train=True) for c in clips])
+    assert loaded.shape == (3, 1, 66150) and reader.on_device is log_spectrogram
+    on_device = log_spectrogram(loaded)
+    for row, clip in enumerate(clips):
+        samples, rate = read_waveform(reader.path_of(clip))
+        torch.testing.assert_close(on_device[row, 0], ogm_log_spectrogram(resample(samples, rate, 22050)))
+    assert log_spectrogram(on_device) is on_device  # a spectrogram passes as it is
 
 
 @pytest.fixture
@@ -56,7 +76,8 @@ def test_the_trainer_normalises_frames_after_the_copy_and_evaluation_does_too(cr
     assert batch.inputs["visual"].dtype == torch.uint8  # what crosses processes and the bus
     on_device = trainer.to_device(batch)
     torch.testing.assert_close(on_device.inputs["visual"], normalize_frames(batch.inputs["visual"]))
-    assert on_device.inputs["audio"] is not None and on_device.inputs["audio"].dtype == torch.float32
+    assert batch.inputs["audio"].shape == (4, 1, 66150)
+    assert on_device.inputs["audio"].shape == (4, 1, 257, 188) and on_device.inputs["audio"].dtype == torch.float32
     state = trainer.train_step([on_device])
     assert state.batch.inputs["visual"].dtype == torch.float32
     assert all(torch.isfinite(loss).all() for loss in state.losses.values())

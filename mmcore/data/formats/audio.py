@@ -4,6 +4,7 @@
   resampled to 22,050 Hz (scipy's polyphase filter), tiled to 3 s (x3 for clips of 1 s or more,
   as the official code tiles), clipped to [-1, 1], then a torch STFT (n_fft 512, hop 353, periodic
   Hann window, centred with reflect padding as librosa < 0.10 pads) and log(|S| + 1e-7): [1, 257, 188].
+  The loader carries the clip; the STFT is the bundle's device transform (`log_spectrogram`).
 - Variant B (`SpectrogramPickleReader`, PMR / DI-MML): a per-clip pickle of a 257 x 1004 array.
 - Variant C (`FbankReader`, AST-style Kaldi fbank): a (T, 128) array saved with torch.save (.pt,
   loaded with weights_only, which runs no code) or numpy (.npy, allow_pickle off): [1, T, 128].
@@ -74,26 +75,41 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_poly(samples, up, down, window=polyphase_lowpass(up, down)).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def _hann_window() -> Tensor:
-    return torch.hann_window(N_FFT)
+CLIP_SAMPLES = SAMPLE_RATE * CLIP_SECONDS
 
 
-def ogm_log_spectrogram(samples: np.ndarray) -> Tensor:
-    """Variant A from 22,050 Hz mono samples: [257, 188] log-magnitude STFT of the tiled 3-s clip."""
-    length = SAMPLE_RATE * CLIP_SECONDS
-    tiled = np.tile(samples, max(3, -(-length // samples.shape[0])))[:length]
-    waveform = torch.from_numpy(np.clip(tiled, -1.0, 1.0))
+def ogm_clip(samples: np.ndarray) -> np.ndarray:
+    """Variant A's 3-s clip from 22,050 Hz mono samples: tiled (x3 at least, as OGM-GE tiles; until
+    3 s are full for shorter clips), cut to 3 s, clipped to [-1, 1]."""
+    tiled = np.tile(samples, max(3, -(-CLIP_SAMPLES // samples.shape[0])))[:CLIP_SAMPLES]
+    return np.clip(tiled, -1.0, 1.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _hann_window(device: torch.device) -> Tensor:
+    return torch.hann_window(N_FFT, device=device)
+
+
+def log_spectrogram(clips: Tensor) -> Tensor:
+    """Variant A's transform, on the clips' device: [..., 66150] -> [..., 257, 188] log(|STFT| + 1e-7).
+    An input that is not a 3-s clip (a spectrogram already) is returned as it is."""
+    if clips.shape[-1] != CLIP_SAMPLES:
+        return clips
     spectrum = torch.stft(
-        waveform,
+        clips.reshape(-1, CLIP_SAMPLES).float(),
         N_FFT,
         hop_length=HOP,
-        window=_hann_window(),
+        window=_hann_window(clips.device),
         center=True,
         pad_mode="reflect",
         return_complex=True,
     )
-    return torch.log(spectrum.abs() + LOG_FLOOR)
+    return torch.log(spectrum.abs() + LOG_FLOOR).reshape(*clips.shape[:-1], *STFT_SHAPE)
+
+
+def ogm_log_spectrogram(samples: np.ndarray) -> Tensor:
+    """Variant A from 22,050 Hz mono samples, on the host: [257, 188]."""
+    return log_spectrogram(torch.from_numpy(ogm_clip(samples)))
 
 
 def check_shape(path: Path, array: object, shape: tuple[int, ...]) -> Tensor:
@@ -111,12 +127,14 @@ def check_shape(path: Path, array: object, shape: tuple[int, ...]) -> Tensor:
 
 @frozen
 class WavSpectrogramReader:
-    """Variant A: `folder/<clip><suffix>` -> [1, 257, 188]."""
+    """Variant A: `folder/<clip><suffix>` -> the 3-s clip [1, 66150]; `log_spectrogram` turns a
+    batch of them into [B, 1, 257, 188] on the device (one batched cuFFT call on a GPU, where each
+    worker would spend about a quarter of a clip's decoding time)."""
 
     folder: Path
     suffix: str = ".wav"
 
-    on_device = None  # the loader delivers model inputs
+    on_device = staticmethod(log_spectrogram)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -127,7 +145,7 @@ class WavSpectrogramReader:
 
     def __call__(self, clip: str, train: bool) -> Tensor:
         samples, rate = read_waveform(self.path_of(clip))
-        return ogm_log_spectrogram(resample(samples, rate, SAMPLE_RATE)).unsqueeze(0)
+        return torch.from_numpy(ogm_clip(resample(samples, rate, SAMPLE_RATE))).unsqueeze(0)
 
 
 @frozen
@@ -139,7 +157,7 @@ class SpectrogramPickleReader:
     frequency_bins: int = 257
     frames: int = 1004
 
-    on_device = None  # the loader delivers model inputs
+    on_device = None  # what the loader carries is the model's input
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -174,7 +192,7 @@ class FbankReader:
     frames: int = 1024
     bins: int = FBANK_BINS
 
-    on_device = None  # the loader delivers model inputs
+    on_device = None  # what the loader carries is the model's input
 
     @property
     def shape(self) -> tuple[int, ...]:

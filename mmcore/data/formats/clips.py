@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class ClipReader(Protocol):
-    """Reads one modality of a clip: `reader(clip, train)` -> a tensor of `reader.shape`, finished
-    on the device by `reader.on_device` (None: the tensor is the model's input)."""
+    """Reads one modality of a clip: `reader(clip, train)` -> a tensor that `reader.on_device`
+    finishes on the device into the model's input of `reader.shape` (None: it already is one)."""
 
     on_device: DeviceTransform | None
 
