@@ -11,6 +11,7 @@ import torch
 from mmcore import build, distributed
 from mmcore.config import dump_config
 from mmcore.control import PlanEntry, TrainControl
+from mmcore.data.transfer import DeviceTransfer
 from mmcore.errors import ConfigError, NonFiniteLossError, PluginError
 from mmcore.evaluation import Evaluator
 from mmcore.generators import Generators
@@ -84,6 +85,7 @@ class Trainer:
             component.attach(self.model)  # before the optimizer, so their modules are trained
         self._check_capabilities()
         self.model.to(self.device)
+        self.transfer = DeviceTransfer(self.device, self.data.prepare)
         if self.config.run.channels_last:
             self.model.to(memory_format=torch.channels_last)  # 4-D weights only; other tensors keep theirs
         self.owner = next((b for b in self.balancers if b.owns_step), None)
@@ -163,11 +165,9 @@ class Trainer:
                 self._after_step(self.train_step(micro), loader, last_log)
 
     def to_device(self, batch: Batch) -> Batch:
-        """A loader's batch on the run's device, finished by the data's device transforms in float32
-        whatever the run's precision (the copy is asynchronous from the pinned batches a CUDA run's
-        loaders make)."""
-        with torch.autocast(self.device.type, enabled=False):
-            return self.data.prepare(batch.to(self.device, non_blocking=True))
+        """A loader's batch on the run's device, finished by the data's device transforms
+        (`mmcore.data.transfer`: on a GPU the copy overlaps the step before)."""
+        return self.transfer(batch)
 
     def count_batch(self, epoch_length: int) -> None:
         """One more batch of this epoch consumed: the progress schedulers follow, in epochs."""

@@ -99,3 +99,11 @@ def test_input_level_noise_and_missing_inputs_act_on_normalised_frames(crema_tra
     gone = trainer.evaluator.split("val", CorruptionConfig(missing_rate=1.0, modalities=("visual",)))[0]
     assert not bool(gone["present"][1]) and gone["inputs"]["visual"].dtype == torch.float32
     assert not gone["inputs"]["visual"].any()  # zero in the model's input space, not black pixels
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_device_transforms_on_a_gpu_agree_with_the_host():
+    clips = torch.rand(4, 1, 66150) * 2 - 1
+    torch.testing.assert_close(log_spectrogram(clips.cuda()).cpu(), log_spectrogram(clips), rtol=1e-4, atol=1e-4)
+    pixels = torch.randint(0, 256, (4, 3, 3, 16, 16), dtype=torch.uint8)
+    torch.testing.assert_close(normalize_frames(pixels.cuda()).cpu(), normalize_frames(pixels))
