@@ -27,9 +27,12 @@ CPU rates depend on the machine's load: the JSON records the load average before
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import itertools
 import json
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -307,6 +310,23 @@ def fed_step_rates(
     }
 
 
+def profile_samples(dataset: Any, count: int) -> str:
+    """Where one sample's time goes: `count` training samples read in this process under cProfile,
+    the functions with the most cumulative time (the untimed wall rate first)."""
+    count = min(count, len(dataset))
+    for index in range(count):  # files into the page cache, filters designed: the steady cost is timed
+        dataset[index]
+    start = time.perf_counter()
+    for index in range(count):
+        dataset[index]
+    per_sample = (time.perf_counter() - start) / count
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: [dataset[index] for index in range(count)])
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(16)
+    return f"{1e3 * per_sample:.2f} ms per sample without the profiler\n{out.getvalue()}"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny files (the test's mode)")
@@ -325,6 +345,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=1,
         help="torch threads of this process (a loader worker has one; tiny ops only slow down with more)",
     )
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile N samples of each format in this process (cProfile, cumulative)")
     parser.add_argument("--step-device", help="also time av-resnet steps fed by the loader on this device (cuda)")
     parser.add_argument("--step-workers", type=int, nargs="+", default=[8])
     parser.add_argument("--step-batch", type=int, default=64)
@@ -349,6 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             root = Path(scratch) / name.replace("/", "_")
             data = FORMATS[name](root, sizes)  # writes the fixture, returns its [data] table
             dataset = build_train_split(data, host)
+            if args.profile:
+                print(f"{name}: {profile_samples(dataset, args.profile)}", flush=True)
             for workers in args.workers:
                 load_before = os.getloadavg()
                 cell = {

@@ -119,7 +119,7 @@ def test_data_throughput_times_fed_steps_with_frames_finished_on_either_side(tmp
     bench = load_benchmark("data_throughput")
     out = tmp_path / "steps.json"
     bench.main(["--smoke", "--formats", "crema_d/ogm-wav", "--workers", "0", "--step-device", "cpu",
-                "--step-workers", "0", "--step-batch", "2", "--steps", "1", "--finish", "device", "host",
+                "--step-workers", "0", "--step-batch", "2", "--steps", "1", "--finish", "device", "host", "--profile", "2",
                 "--out", str(out)])
     steps = json.loads(out.read_text())["steps"]
     assert [(s["finish"], s["workers"]) for s in steps] == [("device", 0), ("host", 0)]
