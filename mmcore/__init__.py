@@ -1,6 +1,7 @@
 """mmcore: balanced and robust multimodal learning. Plugins import only from here."""
 from mmcore.config import Component, RunConfig, load_config, parse_config
 from mmcore.control import TrainControl
+from mmcore.data.base import DataBundle, DataInfo
 from mmcore.data.corruption import CorruptionConfig, corrupt_features, missing_masks
 from mmcore.data.loading import PlannedDataset, TensorSplit, collate, make_loader
 from mmcore.evaluate_run import evaluate_checkpoint, load_finished_run
@@ -45,7 +46,9 @@ __all__ = [
     "ComponentRegistry",
     "ConfigError",
     "CorruptionConfig",
+    "DataBundle",
     "DataError",
+    "DataInfo",
     "Encoder",
     "Fusion",
     "FusionOutput",

@@ -5,9 +5,11 @@ to `size`, scale (0.08, 1), ratio (3/4, 4/3), then a horizontal flip with probab
 evaluation frames are resized to `size` x `size`. The crop and the resize are one Pillow call
 (`resize(..., box=crop)`). Frames leave the loader as uint8 pixels; `normalize_frames`, the
 bundle's device transform, ImageNet-normalises them where the batch lands (a GPU), so workers,
-shared memory, pinning and the host-to-device copy move a quarter of float32's bytes. Random draws come from torch's global
-generator in the process that loads the sample: the trainer seeds and checkpoints it, and loader
-workers are seeded per epoch by the loader, so augmentation repeats for a given `num_workers`.
+shared memory, pinning and the host-to-device copy move a quarter of float32's bytes.
+
+Random draws come from torch's global generator in the process that loads the sample: the trainer
+seeds and checkpoints it, and loader workers are seeded per epoch by the loader, so augmentation
+repeats for a given `num_workers`.
 
 `count` frames are taken evenly from the folder's frames in natural order (frame_2 before
 frame_10): the folder is cut into `count` equal segments and one frame is taken from each — a
