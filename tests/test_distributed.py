@@ -24,9 +24,10 @@ _spec.loader.exec_module(ddp_methods)
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo")
 
 
-def torchrun(*args: str, port: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", str(port), *args],
+def torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """2 ranks on this machine; `--standalone` rendezvous on a free port, so runs never collide."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    return subprocess.run([*launcher, *args],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
@@ -34,7 +35,7 @@ def torchrun(*args: str, port: int, env: dict[str, str] | None = None) -> subpro
 @pytest.fixture(scope="module")
 def two_rank_weights(tmp_path_factory) -> dict[str, list[dict[str, torch.Tensor]]]:
     out = tmp_path_factory.mktemp("ddp")
-    done = torchrun(str(HERE / "ddp_methods.py"), str(out), *ddp_methods.METHODS, port=29541)
+    done = torchrun(str(HERE / "ddp_methods.py"), str(out), *ddp_methods.METHODS)
     assert done.returncode == 0, done.stderr[-4000:]
     return {m: [load_file(out / f"{m}.rank{r}.safetensors") for r in (0, 1)] for m in ddp_methods.METHODS}
 
@@ -132,17 +133,17 @@ def test_a_two_rank_run_killed_mid_epoch_resumes_on_two_ranks_exactly(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(RESUME_CONFIG)
     run = ["-m", "mmcore", "run", str(config), "--no-progress", "--out"]
-    whole = torchrun(*run, str(tmp_path / "whole"), port=29542)
+    whole = torchrun(*run, str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = torchrun("-m", "mmcore", "-p", "resume_killer", "run", str(config), "--no-progress",
-                      "--out", str(tmp_path / "killed"), port=29543,
+                      "--out", str(tmp_path / "killed"),
                       env={"MMCORE_TEST_KILL_AT_STEP": "6", "PYTHONPATH": str(HERE)})
     assert killed.returncode != 0, killed.stderr[-3000:]
     assert not (tmp_path / "killed" / "summary.json").exists()
     alone = subprocess.run([sys.executable, *run, str(tmp_path / "killed"), "--resume"],
                            capture_output=True, text=True, timeout=300)
     assert alone.returncode == 2 and "saved by a run on 2 rank(s)" in alone.stderr, alone.stderr[-2000:]
-    resumed = torchrun(*run, str(tmp_path / "killed"), "--resume", port=29544)
+    resumed = torchrun(*run, str(tmp_path / "killed"), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for name in ("model.safetensors", "state.safetensors"):
         a = load_file(tmp_path / "whole" / "checkpoints" / "last" / name)
