@@ -22,7 +22,15 @@ from attrs import field, frozen
 from attrs.validators import and_, deep_iterable, ge, in_, instance_of, min_len
 
 from mmcore.data.base import DataBundle
-from mmcore.data.formats.clips import check_modalities, clip_bundle, existing_folder, keep_complete, list_lines
+from mmcore.data.formats.clips import (
+    check_modalities,
+    clip_bundle,
+    existing_folder,
+    image_size_field,
+    keep_complete,
+    list_lines,
+    skip_missing_field,
+)
 from mmcore.data.formats.dependencies import require
 from mmcore.data.formats.trusted_pickle import PickleTrust, sha256_field, trusted_field
 from mmcore.errors import DataError
@@ -62,19 +70,13 @@ class AVEConfig:
         validator=and_(instance_of(int), ge(1)),
         metadata={"help": "frames per clip (PMR, DI-MML 4; ReconBoost 3)"},
     )
-    image_size: int = field(
-        default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"}
-    )
+    image_size: int = image_size_field()
     audio_frames: int = field(
         default=0,
         validator=and_(instance_of(int), ge(0)),
         metadata={"help": "fbank formats: frames T per file; 0 = read from the first training file"},
     )
-    skip_missing: bool = field(
-        default=False,
-        validator=instance_of(bool),
-        metadata={"help": "leave out listed videos whose files are missing (PMR does) instead of failing"},
-    )
+    skip_missing: bool = skip_missing_field("videos", " (PMR does)")
     trusted: bool = trusted_field()
     sha256: tuple[str, ...] = sha256_field()
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import torch
+from attrs import field
+from attrs.validators import and_, ge, instance_of
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -16,6 +18,20 @@ from mmcore.data.splits import carve_validation
 from mmcore.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+
+def image_size_field() -> Any:
+    """The `image_size` field of every frame format's config."""
+    return field(default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"})
+
+
+def skip_missing_field(rows: str = "clips", note: str = "") -> Any:
+    """The `skip_missing` field of every list-based format's config."""
+    return field(
+        default=False,
+        validator=instance_of(bool),
+        metadata={"help": f"leave out listed {rows} whose files are missing{note} instead of failing"},
+    )
 
 
 class ClipReader(Protocol):

@@ -28,8 +28,10 @@ from mmcore.data.formats.clips import (
     check_modalities,
     clip_bundle,
     existing_folder,
+    image_size_field,
     keep_complete,
     list_lines,
+    skip_missing_field,
 )
 from mmcore.data.formats.dependencies import require
 from mmcore.data.formats.trusted_pickle import PickleTrust, sha256_field, trusted_field
@@ -73,9 +75,7 @@ class CremaDConfig:
     frames: int = field(
         default=1, validator=and_(instance_of(int), ge(1)), metadata={"help": "frames per clip (OGM-GE 1; PMR, MLA 3)"}
     )
-    image_size: int = field(
-        default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"}
-    )
+    image_size: int = image_size_field()
     audio_frames: int = field(
         default=0,
         validator=and_(instance_of(int), ge(0)),
@@ -87,13 +87,7 @@ class CremaDConfig:
         metadata={"help": "fraction of each class of the training list held out for validation"},
     )
     split_seed: int = field(default=0, validator=instance_of(int), metadata={"help": "seed of the validation carve"})
-    skip_missing: bool = field(
-        default=False,
-        validator=instance_of(bool),
-        metadata={
-            "help": "leave out listed clips whose files are missing (the official loaders do) instead of failing"
-        },
-    )
+    skip_missing: bool = skip_missing_field(note=" (the official loaders do)")
     trusted: bool = trusted_field()
     sha256: tuple[str, ...] = sha256_field()
 

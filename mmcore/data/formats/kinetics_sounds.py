@@ -17,7 +17,16 @@ from attrs import field, frozen
 from attrs.validators import and_, ge, gt, in_, instance_of, lt, min_len
 
 from mmcore.data.base import DataBundle
-from mmcore.data.formats.clips import carve, check_modalities, clip_bundle, existing_folder, keep_complete, list_lines
+from mmcore.data.formats.clips import (
+    carve,
+    check_modalities,
+    clip_bundle,
+    existing_folder,
+    image_size_field,
+    keep_complete,
+    list_lines,
+    skip_missing_field,
+)
 from mmcore.data.formats.dependencies import require
 from mmcore.data.formats.trusted_pickle import PickleTrust
 from mmcore.errors import DataError
@@ -48,9 +57,7 @@ class KineticsSoundsConfig:
         default=31, validator=and_(instance_of(int), ge(2)), metadata={"help": "classes (OGM-GE, BalanceMM: 31)"}
     )
     frames: int = field(default=3, validator=and_(instance_of(int), ge(1)), metadata={"help": "frames per clip"})
-    image_size: int = field(
-        default=224, validator=and_(instance_of(int), ge(8)), metadata={"help": "frame side after crop/resize"}
-    )
+    image_size: int = image_size_field()
     audio_frames: int = field(
         default=1024, validator=and_(instance_of(int), ge(1)), metadata={"help": "fbank frames T per file"}
     )
@@ -60,11 +67,7 @@ class KineticsSoundsConfig:
         metadata={"help": "fraction of each class carved for validation (no val_list)"},
     )
     split_seed: int = field(default=0, validator=instance_of(int), metadata={"help": "seed of the validation carve"})
-    skip_missing: bool = field(
-        default=False,
-        validator=instance_of(bool),
-        metadata={"help": "leave out listed clips whose files are missing instead of failing"},
-    )
+    skip_missing: bool = skip_missing_field()
 
 
 def read_name_label_list(path: Path, num_classes: int) -> tuple[list[str], list[int]]:
