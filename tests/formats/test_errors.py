@@ -78,6 +78,17 @@ def test_a_validation_carve_that_leaves_a_split_empty_is_a_config_error(crema):
         load_bundle(root, crema_table(root, val_fraction=0.9))
 
 
+def test_a_validation_carve_that_empties_one_class_is_a_config_error(tmp_path):
+    listed = fixtures().write_crema_d(tmp_path, train_per_class=3, test_per_class=1, frames=1)
+    train = (tmp_path / "train.csv").read_text().splitlines()
+    sad = [line for line in train if line.endswith(",SAD")]
+    (tmp_path / "train.csv").write_text("\n".join([line for line in train if line not in sad[1:]]) + "\n")
+    assert len(listed["train"]) == 18 and len(sad) == 3  # 16 listed now; SAD (class 2) keeps one clip
+    load_bundle(tmp_path, crema_table(tmp_path, val_fraction=0.5))  # round(0.5) = 0: SAD's clip trains
+    with pytest.raises(ConfigError, match=r"every listed training clip of class\(es\) \[2\]"):
+        load_bundle(tmp_path, crema_table(tmp_path, val_fraction=0.6))  # SAD: round(0.6) = 1 of 1
+
+
 def test_truncated_unreadable_or_empty_audio_is_named(crema):
     root, listed = crema
     bundle = load_bundle(root, crema_table(root, modalities=["audio"]))

@@ -160,11 +160,20 @@ def carve(clips: list[str], labels: list[int], fraction: float, seed: int) -> tu
     def pick(rows: Tensor) -> tuple[list[str], list[int]]:
         return [clips[i] for i in rows.tolist()], [labels[i] for i in rows.tolist()]
 
-    train_rows, val_rows = carve_validation(torch.tensor(labels, dtype=torch.long), fraction, seed)
+    label_tensor = torch.tensor(labels, dtype=torch.long)
+    train_rows, val_rows = carve_validation(label_tensor, fraction, seed)
     for rows, left in ((val_rows, "validation"), (train_rows, "training")):
         if rows.numel() == 0:
             raise ConfigError(
                 f"$.data.val_fraction: {fraction} of each class of the {len(clips)} listed training "
                 f"clips leaves no {left} clip (it takes round(class size x fraction) per class)"
             )
+    listed = torch.bincount(label_tensor)
+    kept = torch.bincount(label_tensor[train_rows], minlength=len(listed))
+    emptied = ((listed > 0) & (kept == 0)).nonzero().flatten().tolist()
+    if emptied:
+        raise ConfigError(
+            f"$.data.val_fraction: {fraction} takes every listed training clip of class(es) {emptied} "
+            "for validation, so they would never be trained on; lower it"
+        )
     return pick(train_rows), pick(val_rows)
