@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from mmcore.data.corruption import CorruptionConfig, corrupt_features, corrupt_split
-from mmcore.data.loading import PlannedDataset, make_loader
+from mmcore.data.loading import PlannedDataset, SeededItems, make_loader
 from mmcore.metrics import MetricAccumulator, primary_metric
 from mmcore.valuation import value_modalities
 from mmcore.value_functions import accuracy
@@ -43,6 +43,8 @@ class Evaluator:
         dataset = self.split("train")
         if plan is not None:
             dataset = PlannedDataset(dataset, self.trainer.model.modalities, plan)
+        if self.trainer.data.augments:
+            dataset = SeededItems(dataset, self.trainer.generators.derive(f"train-augment/epoch{epoch}"))
         data = self.trainer.config.data
         seed = self.trainer.generators.derive(f"train-order/epoch{epoch}")
         dist = self.trainer.dist

@@ -36,11 +36,15 @@ class DataBundle:
     does the elementwise work. A transform maps any leading shape, returns the model's input
     (float), and passes an input it already returned unchanged, so the host may apply it first
     (input-level corruption noises decoded values).
+
+    `augments`: training items draw random augmentation from torch's global generator. The trainer
+    then seeds each item from the epoch and its position (`mmcore.data.loading.SeededItems`).
     """
 
     info: DataInfo
     splits: dict[str, Dataset[Any]] = field(factory=dict)  # "train", "val", "test"
     on_device: dict[str, DeviceTransform] = field(factory=dict)
+    augments: bool = False
 
     def prepare(self, batch: Batch) -> Batch:
         """`batch` with each modality's device transform applied (where the batch now is)."""

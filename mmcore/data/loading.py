@@ -107,6 +107,37 @@ class PlannedDataset(Dataset[Sample]):
         return item
 
 
+class SeededItems(Dataset[Sample]):
+    """`base` whose item j loads with torch's global generator seeded from (`seed`, j), and restored
+    afterwards. Random augmentation drawn from that generator (crops, flips, frame choice) becomes a
+    function of the epoch's seed and the item's position: the same whatever the number of loader
+    workers, the same after a mid-epoch resume, and apart from the draws the model makes (dropout)."""
+
+    def __init__(self, base: Dataset[Sample], seed: int) -> None:
+        self.base = base
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, j: int) -> Sample:
+        generator = torch.default_generator
+        outer = generator.get_state()
+        generator.manual_seed(_item_seed(self.seed, j))
+        try:
+            return self.base[j]
+        finally:
+            generator.set_state(outer)
+
+
+def _item_seed(seed: int, position: int) -> int:
+    """A 63-bit seed per (seed, position): one splitmix64 round over their combination."""
+    z = (seed * 0x9E3779B97F4A7C15 + position + 1) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) >> 1
+
+
 def _stack_per_key(samples: list[Sample], field: str) -> dict[str, Tensor]:
     keys = samples[0].get(field, {}).keys()
     for s in samples:

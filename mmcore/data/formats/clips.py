@@ -151,7 +151,8 @@ def clip_bundle(
     for read in readers.values() if first is not None else ():
         read(first, False)  # fail now, not mid-epoch: an untrusted pickle, an array of the wrong shape
     on_device = {m: r.on_device for m, r in readers.items() if r.on_device is not None}
-    return DataBundle(info=info, splits=datasets, on_device=on_device)
+    augments = any(train for _, _, train in splits.values())  # frames: random crops, flips and picks
+    return DataBundle(info=info, splits=datasets, on_device=on_device, augments=augments)
 
 
 def carve(clips: list[str], labels: list[int], fraction: float, seed: int) -> tuple[tuple[list[str], list[int]], ...]:

@@ -7,9 +7,9 @@ evaluation frames are resized to `size` x `size`. The crop and the resize are on
 bundle's device transform, ImageNet-normalises them where the batch lands (a GPU), so workers,
 shared memory, pinning and the host-to-device copy move a quarter of float32's bytes.
 
-Random draws come from torch's global generator in the process that loads the sample: the trainer
-seeds and checkpoints it, and loader workers are seeded per epoch by the loader, so augmentation
-repeats for a given `num_workers`.
+Random draws come from torch's global generator in the process that loads the sample. The trainer
+seeds it for each training item from the epoch and the item's position (`SeededItems`), so the
+augmentation does not depend on the number of loader workers and a mid-epoch resume repeats it.
 
 `count` frames are taken evenly from the folder's frames in natural order (frame_2 before
 frame_10): the folder is cut into `count` equal segments and one frame is taken from each — a
