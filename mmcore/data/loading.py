@@ -123,19 +123,11 @@ class SeededItems(Dataset[Sample]):
     def __getitem__(self, j: int) -> Sample:
         generator = torch.default_generator
         outer = generator.get_state()
-        generator.manual_seed(_item_seed(self.seed, j))
+        generator.manual_seed((self.seed * 1_000_003 + j) % (2**63 - 1))  # as Generators.derive mixes
         try:
             return self.base[j]
         finally:
             generator.set_state(outer)
-
-
-def _item_seed(seed: int, position: int) -> int:
-    """A 63-bit seed per (seed, position): one splitmix64 round over their combination."""
-    z = (seed * 0x9E3779B97F4A7C15 + position + 1) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (z ^ (z >> 31)) >> 1
 
 
 def _stack_per_key(samples: list[Sample], field: str) -> dict[str, Tensor]:
