@@ -45,6 +45,7 @@ from torch.utils.data import Dataset, Subset
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts, not a package
 import _format_fixtures as fx  # noqa: E402
 
+from mmcore.bench.loader import fed_rates, loader_rate  # noqa: E402
 from mmcore.bench.timing import machine_description  # noqa: E402
 from mmcore.build import build_data  # noqa: E402
 from mmcore.config import parse_config  # noqa: E402
@@ -207,23 +208,6 @@ def build_train_split(data: dict, host: PluginHost) -> Any:
     return build_data(parse_config(config, host.registry), host.registry).splits["train"]
 
 
-def measure(dataset: Any, batch_size: int, workers: int, batches: int) -> dict[str, float]:
-    """A shuffled pass over the split: the first batch's latency, then the steady rate over up to
-    `batches` batches. W workers deliver their first W batches together (each worker makes one), so
-    the clock starts after that first round; with no workers, after the first batch."""
-    start = time.perf_counter()
-    loader = iter(make_loader(dataset, batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True))
-    next(loader)
-    first = time.perf_counter() - start
-    for _ in itertools.islice(loader, max(workers - 1, 0)):
-        pass
-    count, steady_start = 0, time.perf_counter()
-    for batch in itertools.islice(loader, batches):
-        count += batch.size
-    steady = time.perf_counter() - steady_start
-    return {"samples_per_s": count / steady if count else float("nan"), "first_batch_s": first, "samples": count}
-
-
 STEP_FORMATS = ("crema_d/ogm-wav", "crema_d/pmr-pkl1004", "kinetics_sounds/fbank-npy")
 FINISH = ("device", "host")  # where the data's on_device transforms run: the trainer's way, or the workers
 
@@ -247,11 +231,9 @@ class FinishedOnHost(Dataset):
 def fed_step_rates(
     data: dict, host: PluginHost, device: str, workers: int, batch_size: int, steps: int, finish: str
 ) -> dict[str, float]:
-    """Samples/s of av-resnet training steps on `device`: one resident batch repeated (compute, timed
-    before and after the fed steps, with no loader worker alive), and batches from the loader with
-    `workers` workers (fed). The fed clock starts once the loader's prefetch (2 batches per worker)
-    is consumed, so it times the steady rate, not a full queue; the loader covers exactly the
-    batches used, so its workers are gone when it ends."""
+    """av-resnet training steps on `device` fed by a loader with `workers` workers, against the step
+    alone (`mmcore.bench.loader.fed_rates`). The loader covers exactly the batches used, so its
+    workers are gone when it ends."""
     from mmcore.trainer import Trainer
 
     config = {
@@ -262,52 +244,17 @@ def fed_step_rates(
         "optimizer": {"kind": "sgd", "lr": 0.001, "momentum": 0.9},
     }
     trainer = Trainer(parse_config(config, host.registry), host.registry)
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     split = trainer.data.splits["train"]
     if finish == "host":
         split = FinishedOnHost(split, trainer.data.on_device)
-    prefetched = 2 * max(workers, 1)
-    rows = (prefetched + steps) * batch_size
+    rows = (2 * max(workers, 1) + steps) * batch_size
     if len(split) < rows:
-        raise SystemExit(f"{data['kind']}: {len(split)} rows; raise --repeat to cover {prefetched} + {steps} batches")
-    split = Subset(split, range(rows))
-    resident = trainer.to_device(next(iter(make_loader(split, batch_size, shuffle=False, seed=0))))
-    for _ in range(3):  # warm-up: kernels chosen, memory pools grown
-        trainer.train_step([resident])
-
-    def compute_rate() -> float:
-        sync()
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step([resident])
-        sync()
-        return steps * batch_size / (time.perf_counter() - start)
-
-    before = compute_rate()
+        raise SystemExit(f"{data['kind']}: {len(split)} rows; raise --repeat to cover {rows}")
     loader = make_loader(  # pinned on a GPU, as the trainer's own loaders are
-        split, batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True,
+        Subset(split, range(rows)), batch_size, shuffle=True, seed=0, num_workers=workers, drop_last=True,
         pin_memory=trainer.evaluator.pin_memory,
     )
-    batches = iter(loader)
-    for batch in itertools.islice(batches, prefetched):
-        trainer.train_step([trainer.to_device(batch)])
-    sync()
-    fed, start = 0, time.perf_counter()
-    for batch in batches:  # the remaining `steps` batches, then the workers exit
-        trainer.train_step([trainer.to_device(batch)])
-        fed += batch.size
-    sync()
-    fed_rate = fed / (time.perf_counter() - start)
-    after = compute_rate()
-    return {
-        "compute_samples_per_s": (before + after) / 2,
-        "compute_before_after": [before, after],
-        "fed_samples_per_s": fed_rate,
-        "fed_samples": fed,
-        "workers": workers,
-        "batch_size": batch_size,
-        "finish": finish,
-    }
+    return {**fed_rates(trainer, loader, workers, steps), "finish": finish}
 
 
 def profile_samples(dataset: Any, count: int) -> str:
@@ -378,7 +325,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cell = {
                     "format": name,
                     "workers": workers,
-                    **measure(dataset, sizes["batch"], workers, sizes["batches"]),
+                    **loader_rate(
+                        make_loader(dataset, sizes["batch"], shuffle=True, seed=0, num_workers=workers, drop_last=True),
+                        workers,
+                        sizes["batches"],
+                    ),
                 }
                 cell["loadavg_before"], cell["loadavg_after"] = load_before, os.getloadavg()
                 results["cells"].append(cell)

@@ -1,4 +1,5 @@
-"""The `mmcore` command: run, validate, eval, plugins, kinds, new-plugin. User errors print one line each, no traceback."""
+"""The `mmcore` command: run, validate, eval, bench, report, loader, plugins, kinds, new-plugin.
+User errors print one line each, no traceback."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmcore.bench.command import add_bench_command
+from mmcore.bench.loader_command import add_loader_command
 from mmcore.errors import ConfigError, MMCoreError, UsageError
 from mmcore.report.command import add_report_command
 
@@ -77,6 +79,7 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
     add_bench_command(sub, parents)  # handlers set through set_defaults(handler=...)
     add_report_command(sub, parents)
+    add_loader_command(sub, parents)
 
     plugins = sub.add_parser("plugins", parents=parents, help="list installed plugins as JSON")
     plugins.add_argument("--all", action="store_true", help="include mmcore's built-ins")

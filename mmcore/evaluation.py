@@ -39,7 +39,8 @@ class Evaluator:
     def corruption(self, name: str) -> CorruptionConfig | None:
         return self.trainer.config.data.corruption.get(name)
 
-    def train_loader(self, epoch: int, plan: list[Any] | None) -> Any:
+    def train_loader(self, epoch: int, plan: list[Any] | None, num_workers: int | None = None) -> Any:
+        """The training loader of `epoch` (worker processes: the config's unless `num_workers`)."""
         dataset = self.split("train")
         if plan is not None:
             dataset = PlannedDataset(dataset, self.trainer.model.modalities, plan)
@@ -48,7 +49,8 @@ class Evaluator:
         data = self.trainer.config.data
         seed = self.trainer.generators.derive(f"train-order/epoch{epoch}")
         dist = self.trainer.dist
-        return make_loader(dataset, data.batch_size, shuffle=True, seed=seed, num_workers=data.num_workers,
+        workers = data.num_workers if num_workers is None else num_workers
+        return make_loader(dataset, data.batch_size, shuffle=True, seed=seed, num_workers=workers,
                            rank=dist.rank, world_size=dist.world_size, pin_memory=self.pin_memory)
 
     def eval_loader(self, dataset: Dataset[Any], batch_size: int | None = None) -> Any:
