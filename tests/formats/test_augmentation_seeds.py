@@ -1,12 +1,21 @@
 """Training crops are a function of the epoch and the item's position (SeededItems): the same with
-or without loader workers, the same after a mid-epoch resume, and they leave the global generator
-where it was."""
+or without loader workers, the same after a mid-epoch resume (of a loader, and of a whole run killed
+with SIGKILL), and they leave the global generator where it was."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import tomli_w
 import torch
 from format_helpers import fixtures, host, run_config
+from safetensors.torch import load_file
 
 from mmcore.data.loading import SeededItems
 from mmcore.testing import make_trainer
@@ -69,3 +78,32 @@ def test_training_crops_do_not_depend_on_workers_and_repeat_after_a_mid_epoch_re
     rest = epoch_frames(resumed)
     assert [rows for rows, _ in rest] == [rows for rows, _ in first[2:]]
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, first[2:]))
+
+
+def test_a_run_with_loader_workers_killed_mid_epoch_resumes_exactly(crema_root, tmp_path):
+    """End to end through `mmcore run`: random crops from 2 workers, SIGKILL mid-epoch, --resume."""
+    data = {"kind": "crema_d", "modalities": ["audio", "visual"], "root": str(crema_root), "image_size": 16,
+            "frames": 1, "val_fraction": 0.25, "batch_size": 3, "num_workers": 2}
+    config = run_config(data, seed=4, epochs=2, checkpoint_every_steps=4)  # 6 steps an epoch
+    path = tmp_path / "run.toml"
+    path.write_text(tomli_w.dumps(config))
+    tests = Path(__file__).resolve().parents[1]  # resume_killer.py lives there
+
+    def mmcore(*args, kill_at=None):
+        env = {**os.environ, "PYTHONPATH": str(tests)}
+        if kill_at is not None:
+            env["MMCORE_TEST_KILL_AT_STEP"] = str(kill_at)
+        return subprocess.run([sys.executable, "-m", "mmcore", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert mmcore("run", str(path), "--out", str(whole), "--no-progress").returncode == 0
+    crash = mmcore("-p", "resume_killer", "run", str(path), "--out", str(killed), "--no-progress", kill_at=10)
+    assert crash.returncode == -signal.SIGKILL, crash.stderr[-2000:]
+    state = json.loads((killed / "checkpoints" / "last" / "state.json").read_text())["state"]["trainer"]
+    assert (state["step"], state["epoch"]) == (8, 1)  # two steps into the second epoch
+    resumed = mmcore("run", str(path), "--out", str(killed), "--resume", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for name in ("model.safetensors", "state.safetensors"):
+        a, b = (load_file(run / "checkpoints" / "last" / name) for run in (whole, killed))
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), name
