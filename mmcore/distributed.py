@@ -96,13 +96,29 @@ def gather_to_main(obj: Any, info: DistInfo) -> list[Any] | None:
 
 
 def init_from_env() -> DistInfo:
-    """Join the process group torchrun describes in the environment (or run single-process)."""
+    """Join the process group torchrun describes in the environment (or run single-process), and
+    the host group beside it."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    host_group()  # a collective: every rank creates it here, at the same point
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+_HOST_GROUPS: dict[int, Any] = {}
+
+
+def host_group() -> Any:
+    """A Gloo group over every rank, for small messages that live on the host (which parameters
+    have gradients): exchanging them through NCCL would put them on the GPU and make the host wait
+    for the GPU to read them back. Created once per process group, also when that group is Gloo, so
+    the CPU tests run the GPU's path."""
+    key = id(dist.group.WORLD)
+    if key not in _HOST_GROUPS:
+        _HOST_GROUPS[key] = dist.new_group(backend="gloo")
+    return _HOST_GROUPS[key]
 
 
 def device_for(info: DistInfo, requested: torch.device) -> torch.device:
@@ -125,8 +141,10 @@ def all_reduce_gradients(model: nn.Module, info: DistInfo) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:  # everything frozen: nothing to average
         return
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
-    dist.all_reduce(has_grad)
+    # Which parameters have a gradient is known on the host: agree on it through the host group, so
+    # the CPU does not wait for the GPU here and keeps running ahead of it (copies overlap steps).
+    has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(has_grad, group=host_group())
     for p, anywhere in zip(params, has_grad.tolist()):
         if anywhere and p.grad is None:
             p.grad = torch.zeros_like(p)

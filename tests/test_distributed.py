@@ -156,3 +156,14 @@ def test_a_two_rank_run_killed_mid_epoch_resumes_on_two_ranks_exactly(tmp_path):
 def test_mean_over_ranks_refuses_integer_counts():
     with pytest.raises(TypeError, match="sum_over_ranks"):
         mmcore.mean_over_ranks([torch.ones(2, dtype=torch.int64)])
+
+
+def test_gradient_averaging_when_ranks_disagree_on_which_parameters_have_gradients(tmp_path):
+    """Agreed through the host group: a gradient on one rank is averaged with zeros for the other;
+    a parameter no rank touched keeps no gradient (an optimizer must still skip it)."""
+    done = torchrun(str(HERE / "ddp_gradients.py"), str(tmp_path))
+    assert done.returncode == 0, done.stderr[-4000:]
+    for rank in (0, 1):
+        grads = load_file(tmp_path / f"rank{rank}.safetensors")
+        assert set(grads) == {"a", "b"}
+        assert grads["a"].tolist() == [1.0] * 3 and grads["b"].tolist() == [1.5] * 3  # (2 + 0) / 2, (0 + 3) / 2
