@@ -262,11 +262,14 @@ class CorruptedDataset(Dataset[dict[str, Any]]):
         self.base = base
         self.config = config
         self.modalities = tuple(modalities)
-        self.decode = dict(decode or {})  # the data's device transforms: corruption acts on model inputs
         self.kept = split_missing_masks(len(base), config, len(self.modalities), split,  # type: ignore[arg-type]
                                         names=self.modalities)
         self.noisy = {m: config.level == "input" and config.noise_rate > 0
                       and (not config.modalities or m in config.modalities) for m in self.modalities}
+        # Corruption acts on model inputs: a modality it touches in any row is decoded (the data's
+        # device transforms) in every row, so that the rows of a batch still stack.
+        touched = {m for column, m in enumerate(self.modalities) if self.noisy[m] or not self.kept[:, column].all()}
+        self.decode = {m: fn for m, fn in (decode or {}).items() if m in touched}
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -279,7 +282,7 @@ class CorruptedDataset(Dataset[dict[str, Any]]):
         inputs = {}
         for column, m in enumerate(self.modalities):
             x = item["inputs"][m]
-            if m in self.decode and (self.noisy[m] or not bool(kept[column])):
+            if m in self.decode:
                 x = self.decode[m](x)  # e.g. uint8 pixels -> normalised floats; the device then passes them
             if not bool(kept[column]):
                 x = torch.zeros_like(x)  # a missing modality carries no data (spec 4.6)

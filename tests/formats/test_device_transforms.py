@@ -107,3 +107,19 @@ def test_the_device_transforms_on_a_gpu_agree_with_the_host():
     torch.testing.assert_close(log_spectrogram(clips.cuda()).cpu(), log_spectrogram(clips), rtol=1e-4, atol=1e-4)
     pixels = torch.randint(0, 256, (4, 3, 3, 16, 16), dtype=torch.uint8)
     torch.testing.assert_close(normalize_frames(pixels.cuda()).cpu(), normalize_frames(pixels))
+
+
+def test_a_partly_missing_modality_is_decoded_in_every_row_so_batches_stack(crema_trainer):
+    trainer = crema_trainer
+    config = CorruptionConfig(missing_rate=0.5, modalities=("visual",), seed=1)
+    split = trainer.evaluator.split("val", config)
+    rows = [split[i] for i in range(len(split))]
+    present = [bool(row["present"][1]) for row in rows]
+    assert any(present) and not all(present)  # some frames missing, some kept
+    assert all(row["inputs"]["visual"].dtype == torch.float32 for row in rows)
+    assert all(row["inputs"]["audio"].shape == (1, 66150) for row in rows)  # untouched: the device decodes it
+    batch = trainer.to_device(next(iter(trainer.evaluator.eval_loader(split, batch_size=len(split)))))
+    kept = [i for i, p in enumerate(present) if p]
+    torch.testing.assert_close(batch.inputs["visual"][kept], normalize_frames(torch.stack(
+        [trainer.data.splits["val"][i]["inputs"]["visual"] for i in kept])))
+    assert not batch.inputs["visual"][[i for i, p in enumerate(present) if not p]].any()
