@@ -5,6 +5,7 @@ with batch N·B for joint training. Rank 0 alone writes the run directory.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any, Sequence
 
@@ -103,8 +104,15 @@ def init_from_env() -> DistInfo:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(_shutdown)  # tear the groups down before the interpreter does, in order
     host_group()  # a collective: every rank creates it here, at the same point
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _HOST_GROUPS.clear()
 
 
 _HOST_GROUPS: dict[int, Any] = {}
