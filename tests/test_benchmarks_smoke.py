@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -124,3 +125,23 @@ def test_data_throughput_times_fed_steps_with_frames_finished_on_either_side(tmp
     steps = json.loads(out.read_text())["steps"]
     assert [(s["finish"], s["workers"]) for s in steps] == [("device", 0), ("host", 0)]
     assert all(s["compute_samples_per_s"] > 0 and s["fed_samples_per_s"] > 0 and s["fed_samples"] == 2 for s in steps)
+
+
+@pytest.mark.parametrize("method", ["ogm_ge", "agm"])
+def test_gradient_modulation_effect_smoke_pairs_each_method_with_joint(tmp_path, method):
+    """benchmarks/gradient_modulation_effect.py in its smoke mode, one method at a time: real
+    Trainer.fit() runs on both datasets, paired with joint training, written as a table."""
+    pytest.importorskip(f"mmcore_{method}")
+    study = load_benchmark("gradient_modulation_effect")
+    out = tmp_path / "effect.json"
+    study.main(["--smoke", "--methods", method, "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert set(results["datasets"]) == {"mfeat", "synthetic"} and results["seeds"] == [0]
+    for dataset, weak in (("mfeat", "mor"), ("synthetic", "weak")):
+        table = results["datasets"][dataset]["table"]
+        assert set(table) == {"joint", method}
+        for metric in ("acc", f"acc/{weak}", f"probe_acc/{weak}"):
+            assert 0.0 <= table[method][metric]["mean"] <= 1.0 and table[method][metric]["wins"] in (0, 1)
+            assert table["joint"][metric]["wins"] is None
+        assert set(results["datasets"][dataset]["goal"][method]) >= {"weak_mean_higher", "weak_wins",
+                                                                     "fused_within_1pt", "met"}
